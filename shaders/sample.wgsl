@@ -1,0 +1,211 @@
+// GPU sampler + decode advance. One workgroup per sequence s picks the next token from logits row s:
+// greedy (temperature 0: argmax, lowest id on ties), or temperature / top-k / top-p sampling with a
+// counter-based random number keyed on (seed, position), so a request's draw does not depend on the batch.
+// Then, so the decode loop never waits for the CPU, it appends the token to the output ring and writes the
+// next step's inputs: token id, position and KV slot (through the block table). All reductions run in a
+// fixed order (chunked per thread, tree across threads).
+struct Params {
+  vocab: u32,
+  num_seqs: u32,
+  block_size: u32,
+  max_blocks_per_seq: u32,
+  out_capacity: u32,
+}
+struct Sampling {
+  temperature: f32,
+  top_k: u32,
+  top_p: f32,
+  seed: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> sampling: array<Sampling>;
+@group(0) @binding(3) var<storage, read> block_tables: array<u32>;
+// Per sequence: [position of the token whose logits these are, tokens generated so far].
+@group(0) @binding(4) var<storage, read_write> seq_state: array<u32>;
+@group(0) @binding(5) var<storage, read_write> next_ids: array<u32>;
+@group(0) @binding(6) var<storage, read_write> next_pos: array<u32>;
+@group(0) @binding(7) var<storage, read_write> next_slot: array<u32>;
+@group(0) @binding(8) var<storage, read_write> out_tokens: array<u32>;
+
+const WG: u32 = 256u;
+var<workgroup> red_f: array<f32, WG>;
+var<workgroup> red_u: array<u32, WG>;
+var<workgroup> chosen: u32;
+var<workgroup> chosen_thread: u32;
+var<workgroup> residual_mass: f32;
+
+fn fmix32(x0: u32) -> u32 {
+  var x = x0;
+  x ^= x >> 16u; x *= 0x85EBCA6Bu; x ^= x >> 13u; x *= 0xC2B2AE35u; x ^= x >> 16u;
+  return x;
+}
+
+// Order-preserving map from f32 to u32.
+fn sort_key(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  return select(b | 0x80000000u, ~b, (b >> 31u) == 1u);
+}
+
+fn sum_f(lid: u32, v: f32) -> f32 {
+  red_f[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red_f[lid] += red_f[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red_f[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn sum_u(lid: u32, v: u32) -> u32 {
+  red_u[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red_u[lid] += red_u[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red_u[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let s = wg.x;
+  let lid = lid3.x;
+  let V = p.vocab;
+  let row = s * V;
+  let chunk = (V + WG - 1u) / WG;
+  let lo = min(lid * chunk, V);
+  let hi = min(lo + chunk, V);
+  let sp = sampling[s];
+  let pos = seq_state[2u * s];
+
+  if (sp.temperature <= 0.0 || sp.top_k == 1u) {
+    // Greedy: per-thread first max, then a tree that keeps the lower id on ties.
+    var best = -3.4e38;
+    var best_i = 0xFFFFFFFFu;
+    for (var i = lo; i < hi; i++) {
+      let v = logits[row + i];
+      if (v > best || best_i == 0xFFFFFFFFu) { best = v; best_i = i; }
+    }
+    red_f[lid] = best;
+    red_u[lid] = best_i;
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+      if (lid < st) {
+        let ov = red_f[lid + st];
+        let oi = red_u[lid + st];
+        if (oi != 0xFFFFFFFFu && (red_u[lid] == 0xFFFFFFFFu || ov > red_f[lid] || (ov == red_f[lid] && oi < red_u[lid]))) {
+          red_f[lid] = ov;
+          red_u[lid] = oi;
+        }
+      }
+      workgroupBarrier();
+    }
+    if (lid == 0u) { chosen = red_u[0]; }
+  } else {
+    let inv_t = 1.0 / sp.temperature;
+    // Max of the scaled logits (for a stable exp).
+    var mx = -3.4e38;
+    for (var i = lo; i < hi; i++) { mx = max(mx, logits[row + i] * inv_t); }
+    red_f[lid] = mx;
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+      if (lid < st) { red_f[lid] = max(red_f[lid], red_f[lid + st]); }
+      workgroupBarrier();
+    }
+    mx = red_f[0];
+    workgroupBarrier();
+    // Top-k: the largest key threshold with at least k logits at or above it (ties at the k-th value are
+    // kept, as Hugging Face's TopKLogitsWarper does). Built bit by bit from the most significant.
+    var thr = 0u;
+    if (sp.top_k > 1u && sp.top_k < V) {
+      for (var bit = 31i; bit >= 0i; bit--) {
+        let cand = thr | (1u << u32(bit));
+        var c = 0u;
+        for (var i = lo; i < hi; i++) { c += select(0u, 1u, sort_key(logits[row + i] * inv_t) >= cand); }
+        if (sum_u(lid, c) >= sp.top_k) { thr = cand; }
+      }
+    }
+    var z = 0.0;
+    for (var i = lo; i < hi; i++) {
+      let v = logits[row + i] * inv_t;
+      if (sort_key(v) >= thr) { z += exp(v - mx); }
+    }
+    z = sum_f(lid, z);
+    // Top-p: the largest threshold whose kept mass is still >= top_p of the top-k mass.
+    if (sp.top_p < 1.0) {
+      var tp = 0u;
+      let goal = sp.top_p * z;
+      for (var bit = 31i; bit >= 0i; bit--) {
+        let cand = max(tp | (1u << u32(bit)), thr);
+        var c = 0.0;
+        for (var i = lo; i < hi; i++) {
+          let v = logits[row + i] * inv_t;
+          if (sort_key(v) >= cand) { c += exp(v - mx); }
+        }
+        if (sum_f(lid, c) >= goal) { tp = tp | (1u << u32(bit)); }
+      }
+      thr = max(thr, tp);
+    }
+    // Inverse-CDF draw over the kept tokens in id order.
+    var mine = 0.0;
+    for (var i = lo; i < hi; i++) {
+      let v = logits[row + i] * inv_t;
+      if (sort_key(v) >= thr) { mine += exp(v - mx); }
+    }
+    red_f[lid] = mine;
+    workgroupBarrier();
+    if (lid == 0u) {
+      var total = 0.0;
+      for (var i = 0u; i < WG; i++) { total += red_f[i]; }
+      let h = fmix32(sp.seed ^ fmix32(pos * 0x9E3779B9u + 0x7F4A7C15u));
+      let u = f32(h >> 8u) / 16777216.0;
+      let goal = u * total;
+      var acc = 0.0;
+      var ct = 0xFFFFFFFFu;
+      var last_nonzero = 0u;
+      for (var i = 0u; i < WG; i++) {
+        let c = red_f[i];
+        if (c > 0.0) {
+          last_nonzero = i;
+          if (ct == 0xFFFFFFFFu && goal < acc + c) { ct = i; residual_mass = goal - acc; }
+        }
+        acc += c;
+      }
+      if (ct == 0xFFFFFFFFu) { ct = last_nonzero; residual_mass = 3.4e38; }
+      chosen_thread = ct;
+    }
+    workgroupBarrier();
+    if (lid == chosen_thread) {
+      var acc = 0.0;
+      var pick = 0xFFFFFFFFu;
+      var last_kept = lo;
+      for (var i = lo; i < hi; i++) {
+        let v = logits[row + i] * inv_t;
+        if (sort_key(v) >= thr) {
+          last_kept = i;
+          acc += exp(v - mx);
+          if (pick == 0xFFFFFFFFu && residual_mass < acc) { pick = i; }
+        }
+      }
+      chosen = select(pick, last_kept, pick == 0xFFFFFFFFu);
+    }
+  }
+  workgroupBarrier();
+  if (lid == 0u) {
+    let tok = chosen;
+    let step = seq_state[2u * s + 1u];
+    if (step < p.out_capacity) { out_tokens[s * p.out_capacity + step] = tok; }
+    seq_state[2u * s] = pos + 1u;
+    seq_state[2u * s + 1u] = step + 1u;
+    let np = pos + 1u;
+    next_ids[s] = tok;
+    next_pos[s] = np;
+    let bi = min(np / p.block_size, p.max_blocks_per_seq - 1u);
+    next_slot[s] = block_tables[s * p.max_blocks_per_seq + bi] * p.block_size + np % p.block_size;
+  }
+}

@@ -1,0 +1,88 @@
+import type { GpuCaps } from './device.ts';
+
+/**
+ * The one interface model code is written against (DESIGN.md, "The constraint that shapes everything").
+ * Everything here is an id or plain data, never a GPU object, so a remote implementation can record the same
+ * calls into a command list and send them to the device host. `LocalGpu` is the in-process implementation.
+ */
+
+/** An allocated device buffer, by id. */
+export interface GpuBuffer {
+  readonly id: number;
+  readonly size: number;
+  readonly label: string;
+}
+
+/** A byte range of a buffer bound to a shader. Offsets must be multiples of caps.minStorageOffsetAlignment. */
+export interface BufferBinding {
+  buffer: GpuBuffer;
+  offset?: number;
+  size?: number;
+}
+
+/** WGSL source with a cache key; the key must change whenever the code does. */
+export interface KernelSource {
+  key: string;
+  code: string;
+  entryPoint?: string;
+}
+
+/** A compiled compute pipeline, by id. */
+export interface Kernel {
+  readonly id: number;
+  readonly key: string;
+}
+
+export interface GpuStats {
+  bytesAllocated: number;
+  peakBytesAllocated: number;
+  buffers: number;
+  kernels: number;
+  bindGroups: number;
+  uniformBuffers: number;
+  dispatches: number;
+  submits: number;
+}
+
+export interface Gpu {
+  readonly caps: GpuCaps;
+  /** Allocate a zero-initialised storage buffer. Rejects with GPUOutOfMemoryError when the device cannot. */
+  createBuffer(size: number, label: string): Promise<GpuBuffer>;
+  destroyBuffer(buffer: GpuBuffer): void;
+  /** Write host data. Ordered after every dispatch recorded before it and before every one recorded after. */
+  write(buffer: GpuBuffer, data: ArrayBufferView, byteOffset?: number): void;
+  /** Read back after all recorded work; resolves once the GPU is done with it. */
+  read(buffer: GpuBuffer, byteOffset?: number, byteLength?: number): Promise<ArrayBuffer>;
+  /** Compile (or find in the cache) a compute pipeline. Binding 0 is the params uniform if the shader has one. */
+  kernel(source: KernelSource): Kernel;
+  /**
+   * Record a dispatch. `params` (u32 words; floats as bit patterns) become a uniform at binding 0 when given;
+   * `bindings` are the storage buffers at bindings 1..n (0..n-1 when params is null).
+   */
+  dispatch(
+    kernel: Kernel,
+    bindings: ReadonlyArray<GpuBuffer | BufferBinding>,
+    params: Uint32Array | null,
+    workgroups: readonly [number, number?, number?],
+  ): void;
+  copy(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, size: number): void;
+  /** Submit what is recorded so far. */
+  flush(): void;
+  /** Wait for every submitted command and surface any device error as a typed error. */
+  sync(): Promise<void>;
+  stats(): GpuStats;
+  destroy(): void;
+}
+
+/** Pack shader params: integers as u32, floats (given as {f: x}) as f32 bit patterns. */
+export function packParams(values: ReadonlyArray<number | { f: number }>): Uint32Array {
+  const words = new Uint32Array(Math.max(4, Math.ceil(values.length / 4) * 4));
+  const f32 = new Float32Array(words.buffer);
+  values.forEach((v, i) => {
+    if (typeof v === 'number') {
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`param ${i}: ${v} is not a u32`);
+      words[i] = v;
+    } else f32[i] = v.f;
+  });
+  return words;
+}

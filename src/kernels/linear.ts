@@ -1,0 +1,61 @@
+import type { BufferBinding, Gpu, GpuBuffer } from '../gpu/gpu.ts';
+import { packParams } from '../gpu/gpu.ts';
+import { grid1d, shaderSource, type ElementType } from './shader.ts';
+
+export interface LinearArgs {
+  x: GpuBuffer;
+  /** Weight [N, K] as torch stores a Linear (out, in); may be a window of a larger buffer. */
+  w: GpuBuffer | BufferBinding;
+  bias?: GpuBuffer | BufferBinding;
+  /** Added after the activation: y = act(xW^T + b) + residual. Layout [M, N]. */
+  residual?: GpuBuffer;
+  y: GpuBuffer;
+  M: number;
+  N: number;
+  K: number;
+  relu?: boolean;
+  /** Row stride of y (defaults to N) and the column y's block starts at: for writing a vocab window of logits. */
+  ldy?: number;
+  ycol?: number;
+  act: ElementType;
+  weight: ElementType;
+  out?: ElementType;
+  /** A buffer bound where an operand is unused (WebGPU needs every binding). */
+  dummy: GpuBuffer;
+}
+
+/** Rows at or under which the weight-streaming GEMV kernel is used instead of the tiled one. */
+export const GEMV_MAX_ROWS = 4;
+
+/** y = act(x W^T + bias) + residual. Tiled GEMM for many rows, a memory-bound GEMV for a few. */
+export function linear(gpu: Gpu, a: LinearArgs): void {
+  const flags = (a.bias ? 1 : 0) | (a.relu ? 2 : 0) | (a.residual ? 4 : 0);
+  const params = packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags]);
+  const bindings = [a.x, a.w, a.bias ?? a.dummy, a.residual ?? a.dummy, a.y];
+  const types = { A: a.act, W: a.weight, Y: a.out ?? a.act };
+  if (a.M <= GEMV_MAX_ROWS && a.K % 4 === 0) {
+    const k = gpu.kernel(shaderSource('gemv', { ...types, ROWS: a.M }));
+    gpu.dispatch(k, bindings, params, grid1d(Math.ceil(a.N / 8)));
+  } else {
+    const k = gpu.kernel(shaderSource('linear', types));
+    gpu.dispatch(k, bindings, params, [Math.ceil(a.N / 64), Math.ceil(a.M / 64)]);
+  }
+}
+
+/** CPU reference (float64 accumulation). */
+export function linearReference(
+  x: Float32Array, w: Float32Array, bias: Float32Array | null, M: number, N: number, K: number,
+  opts: { relu?: boolean; residual?: Float32Array } = {},
+): Float32Array {
+  const y = new Float32Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = bias ? bias[n] : 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k] * w[n * K + k];
+      if (opts.relu) s = Math.max(s, 0);
+      if (opts.residual) s += opts.residual[m * N + n];
+      y[m * N + n] = s;
+    }
+  }
+  return y;
+}

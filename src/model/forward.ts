@@ -1,0 +1,170 @@
+import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
+import { gatherRows, type RowTable } from '../kernels/embedding.ts';
+import { layerNorm } from '../kernels/layernorm.ts';
+import { linear } from '../kernels/linear.ts';
+import { attentionScratchBytes, pagedAttention, writeKvCache, type AttentionBatch } from '../kernels/paged_attention.ts';
+import type { ElementType } from '../kernels/shader.ts';
+import type { OptConfig } from './config.ts';
+import type { PagedKvCache } from './kv_cache.ts';
+import type { OptGpuWeights } from './gpu_weights.ts';
+import { windowBinding, windowCount } from '../kernels/embedding.ts';
+
+/** One step's flat batch on the GPU: token ids plus the attention metadata. */
+export interface StepInputs extends AttentionBatch {
+  tokenIds: GpuBuffer;
+}
+
+/** Activation buffers for up to `maxTokens` tokens per step and `maxLogitRows` logit rows. */
+interface Activations {
+  hA: GpuBuffer;
+  hB: GpuBuffer;
+  normed: GpuBuffer;
+  qkv: GpuBuffer;
+  attn: GpuBuffer;
+  ffn: GpuBuffer;
+  embed: GpuBuffer | null;
+  final: GpuBuffer | null;
+  selected: GpuBuffer;
+  scratchStats: GpuBuffer;
+  scratchAcc: GpuBuffer;
+  dummy: GpuBuffer;
+}
+
+/**
+ * The OPT forward graph over the paged KV cache, recorded as dispatches on a Gpu. It owns its activation
+ * buffers (sized once, reused every step) and reads weights and cache it is given.
+ */
+export class OptForward {
+  readonly config: OptConfig;
+  readonly weights: OptGpuWeights;
+  readonly act: ElementType;
+  readonly maxTokens: number;
+  readonly maxLogitRows: number;
+  readonly maxContext: number;
+  private readonly gpu: Gpu;
+  private readonly buf: Activations;
+
+  private constructor(gpu: Gpu, config: OptConfig, weights: OptGpuWeights, a: Activations, maxTokens: number, maxLogitRows: number, maxContext: number) {
+    this.gpu = gpu;
+    this.config = config;
+    this.weights = weights;
+    this.act = weights.dtype;
+    this.buf = a;
+    this.maxTokens = maxTokens;
+    this.maxLogitRows = maxLogitRows;
+    this.maxContext = maxContext;
+  }
+
+  static async create(
+    gpu: Gpu, config: OptConfig, weights: OptGpuWeights, a: { maxTokens: number; maxLogitRows: number; maxContext: number },
+  ): Promise<OptForward> {
+    const e = weights.dtype === 'f16' ? 2 : 4;
+    const T = a.maxTokens, H = config.hiddenSize, D = config.wordEmbedProjDim;
+    const hasProj = D !== H;
+    const scratch = attentionScratchBytes(T, config.numHeads, config.headDim, a.maxContext);
+    const buf: Activations = {
+      hA: await gpu.createBuffer(T * H * e, 'act.hA'),
+      hB: await gpu.createBuffer(T * H * e, 'act.hB'),
+      normed: await gpu.createBuffer(T * H * e, 'act.normed'),
+      qkv: await gpu.createBuffer(T * 3 * H * e, 'act.qkv'),
+      attn: await gpu.createBuffer(T * H * e, 'act.attn'),
+      ffn: await gpu.createBuffer(T * config.ffnDim * e, 'act.ffn'),
+      embed: hasProj ? await gpu.createBuffer(T * D * e, 'act.embed') : null,
+      final: hasProj ? await gpu.createBuffer(T * D * e, 'act.final') : null,
+      selected: await gpu.createBuffer(a.maxLogitRows * D * e, 'act.selected'),
+      scratchStats: await gpu.createBuffer(scratch.stats, 'attn.partials.stats'),
+      scratchAcc: await gpu.createBuffer(scratch.acc, 'attn.partials.acc'),
+      dummy: await gpu.createBuffer(16, 'dummy'),
+    };
+    return new OptForward(gpu, config, weights, buf, a.maxTokens, a.maxLogitRows, a.maxContext);
+  }
+
+  /** Bytes of activation memory this forward holds. */
+  activationBytes(): number {
+    return Object.values(this.buf).reduce((s, b) => s + (b ? (b as GpuBuffer).size : 0), 0);
+  }
+
+  /**
+   * Record the decoder over `inputs` (writing this step's keys and values into `cache`), then the LM head for
+   * the rows `logitIndices[0..numLogitRows)` of the batch into `logits` ([numLogitRows, vocab], f32).
+   */
+  forward(inputs: StepInputs, cache: PagedKvCache, logitIndices: GpuBuffer, numLogitRows: number, logits: GpuBuffer): void {
+    const T = inputs.numTokens;
+    if (T > this.maxTokens) throw new RangeError(`step of ${T} tokens exceeds this runner's maxTokens ${this.maxTokens}`);
+    if (numLogitRows > this.maxLogitRows) throw new RangeError(`${numLogitRows} logit rows exceeds maxLogitRows ${this.maxLogitRows}`);
+    if (inputs.maxContext > this.maxContext) throw new RangeError(`context ${inputs.maxContext} exceeds maxContext ${this.maxContext}`);
+    const g = this.gpu, c = this.config, w = this.weights, b = this.buf;
+    const act = this.act, wt = w.dtype;
+    const H = c.hiddenSize, D = c.wordEmbedProjDim;
+    const common = { act, weight: wt, dummy: b.dummy };
+
+    // Embeddings: tokens (optionally projected D -> H), plus learned positions at offset 2.
+    const tokOut = b.embed ?? b.hA;
+    gatherRows(g, { index: inputs.tokenIds, table: w.embedTokens, out: tokOut, numTokens: T, act, indexOffset: 0, accumulate: false });
+    if (w.projectIn) linear(g, { ...common, x: tokOut, w: w.projectIn, y: b.hA, M: T, N: H, K: D });
+    gatherRows(g, { index: inputs.positions, table: w.embedPositions, out: b.hA, numTokens: T, act, indexOffset: c.positionOffset, accumulate: true });
+
+    for (let l = 0; l < c.numLayers; l++) {
+      const L = w.layers[l];
+      const ln = (x: GpuBuffer, gamma: GpuBuffer, beta: GpuBuffer, y: GpuBuffer) =>
+        layerNorm(g, { x, gamma, beta, y, rows: T, dim: H, act, weight: wt });
+      // Self-attention block.
+      let attnIn = b.hA;
+      if (c.layerNormBefore) { ln(b.hA, L.attnLnGamma, L.attnLnBeta, b.normed); attnIn = b.normed; }
+      linear(g, { ...common, x: attnIn, w: L.qkvWeight, bias: L.qkvBias, y: b.qkv, M: T, N: 3 * H, K: H });
+      writeKvCache(g, { qkv: b.qkv, batch: inputs, cache: cache.layers[l], hidden: H, act, kv: cache.dtype });
+      pagedAttention(g, {
+        qkv: b.qkv, out: b.attn, batch: inputs, cache: cache.layers[l], numHeads: c.numHeads, headDim: c.headDim,
+        blockSize: cache.blockSize, act, kv: cache.dtype, scratch: { stats: b.scratchStats, acc: b.scratchAcc },
+      });
+      linear(g, { ...common, x: b.attn, w: L.outWeight, bias: L.outBias, residual: b.hA, y: b.hB, M: T, N: H, K: H });
+      // Feed-forward block. Pre-LN: normalise its input. Post-LN: normalise the attention block's output.
+      let ffnIn: GpuBuffer;
+      let ffnResidual: GpuBuffer;
+      if (c.layerNormBefore) {
+        ln(b.hB, L.ffnLnGamma, L.ffnLnBeta, b.normed);
+        ffnIn = b.normed;
+        ffnResidual = b.hB;
+      } else {
+        ln(b.hB, L.attnLnGamma, L.attnLnBeta, b.hA);
+        ffnIn = b.hA;
+        ffnResidual = b.hA;
+      }
+      linear(g, { ...common, x: ffnIn, w: L.fc1Weight, bias: L.fc1Bias, relu: true, y: b.ffn, M: T, N: c.ffnDim, K: H });
+      if (c.layerNormBefore) {
+        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: L.fc2Bias, residual: ffnResidual, y: b.hA, M: T, N: H, K: c.ffnDim });
+      } else {
+        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: L.fc2Bias, residual: ffnResidual, y: b.hB, M: T, N: H, K: c.ffnDim });
+        ln(b.hB, L.ffnLnGamma, L.ffnLnBeta, b.hA);
+      }
+    }
+
+    // Final norm (pre-LN only) and projection back to the embedding width.
+    let hidden = b.hA;
+    if (w.finalLnGamma && w.finalLnBeta) {
+      layerNorm(g, { x: b.hA, gamma: w.finalLnGamma, beta: w.finalLnBeta, y: b.normed, rows: T, dim: H, act, weight: wt });
+      hidden = b.normed;
+    }
+    if (w.projectOut) {
+      linear(g, { ...common, x: hidden, w: w.projectOut, y: b.final!, M: T, N: D, K: H });
+      hidden = b.final!;
+    }
+    if (numLogitRows === 0) return;
+    // Only the rows that need logits go through the head (vLLM's logits_indices).
+    const hiddenTable: RowTable = { buffer: hidden, rows: T, dim: D, dtype: act, rowsPerWindow: T };
+    gatherRows(g, { index: logitIndices, table: hiddenTable, out: b.selected, numTokens: numLogitRows, act, indexOffset: 0, accumulate: false });
+    this.lmHead(b.selected, numLogitRows, logits);
+  }
+
+  /** logits[r, :] = x[r, :] . E^T over the head's vocab windows (the tied embedding, one copy). */
+  private lmHead(x: GpuBuffer, rows: number, logits: GpuBuffer): void {
+    const head = this.weights.lmHead;
+    for (let win = 0; win < windowCount(head); win++) {
+      const { binding, rowStart, rowCount } = windowBinding(head, win);
+      linear(this.gpu, {
+        x, w: binding, y: logits, M: rows, N: rowCount, K: head.dim, ldy: head.rows, ycol: rowStart,
+        act: this.act, weight: head.dtype, out: 'f32', dummy: this.buf.dummy,
+      });
+    }
+  }
+}
