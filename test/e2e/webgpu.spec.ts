@@ -1,0 +1,24 @@
+import { expect, runInBrowser, test } from './harness.ts';
+import type { WebGpuInfo } from './pages/webgpu-info.ts';
+
+const MODULE = '/test/e2e/pages/webgpu-info.ts';
+
+for (const context of ['main', 'worker'] as const) {
+  test(`WebGPU adapter in the ${context === 'main' ? 'main thread' : 'dedicated worker'}`, async ({ page, consoleErrors }) => {
+    const info = await runInBrowser<WebGpuInfo>(page, MODULE, { context });
+    console.log(`[${context}] ${JSON.stringify({ ...info, adapter: info.adapter && { ...info.adapter, limits: undefined } })}`);
+    console.log(`[${context}] limits ${JSON.stringify(info.adapter?.limits)}`);
+
+    expect(info.context).toBe(context);
+    expect(info.secureContext).toBe(true);
+    expect(info.hasNavigatorGpu).toBe(true);
+    expect(info.adapter, 'requestAdapter() returned null').not.toBeNull();
+    const adapter = info.adapter!;
+    // Without a GPU, Chromium's WebGPU runs on SwiftShader (a CPU Vulkan).
+    expect(`${adapter.vendor} ${adapter.architecture} ${adapter.description}`.toLowerCase()).toContain('swiftshader');
+    expect(adapter.limits.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 * 1024 * 1024);
+    expect(adapter.limits.maxComputeInvocationsPerWorkgroup).toBeGreaterThanOrEqual(256);
+    expect(info.compute).toEqual([3, 5, 7, 9]);
+    expect(consoleErrors).toEqual([]);
+  });
+}
