@@ -1,18 +1,22 @@
 #!/usr/bin/env node
-// The `tandem` command: runs the Deno CLI (src/cli/main.ts) with the Deno binary that the npm package `deno`
-// installed, so `npm install` is all a user needs. Works from a checkout and when Tandem is a dependency of
-// another project (the binary is resolved from this package's location, as Node resolves any dependency).
+// The `tandem` command: runs the Deno CLI with the Deno binary that the npm package `deno` installed, so
+// `npm install` is all a user needs. Works from a checkout and when Tandem is a dependency of another project
+// (the binary is resolved from this package's location, as Node resolves any dependency).
 //
-// Environment: DENO_BIN=/path/to/deno overrides the binary; TANDEM_DENO_FLAGS adds flags before the script.
+// Which CLI file: from a checkout, the TypeScript source src/cli/main.ts. Inside node_modules, Deno refuses to
+// run TypeScript (ERR_UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING, as Node does), so there it runs the bundle
+// dist/cli.js that `npm run build` (run by `npm pack`/`npm publish` through prepack) makes.
+//
+// Environment: DENO_BIN=/path/to/deno overrides the binary; TANDEM_DENO_FLAGS adds flags before the script;
+// TANDEM_CLI_ENTRY=/path/to/main.ts|cli.js overrides the CLI file.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-const cliEntry = join(packageRoot, 'src', 'cli', 'main.ts');
+const packageRoot = join(dirname(realpathSync(fileURLToPath(import.meta.url))), '..');
 const exe = process.platform === 'win32' ? 'deno.exe' : 'deno';
 
 /** Where the `deno` npm package put (or can put) its binary; undefined if it is not installed. */
@@ -61,10 +65,22 @@ if (!deno) {
   );
   process.exit(1);
 }
-if (!existsSync(cliEntry)) {
-  console.error(`tandem: ${cliEntry} is missing (a broken install?).`);
+
+function findCliEntry() {
+  if (process.env.TANDEM_CLI_ENTRY) return process.env.TANDEM_CLI_ENTRY;
+  const source = join(packageRoot, 'src', 'cli', 'main.ts');
+  const bundle = join(packageRoot, 'dist', 'cli.js');
+  const installed = packageRoot.split(sep).includes('node_modules');
+  if (!installed && existsSync(source)) return source;
+  if (existsSync(bundle)) return bundle;
+  console.error(
+    installed
+      ? `tandem: ${bundle} is missing: this copy of Tandem was packed without a build (run \`npm run build\` in it).`
+      : `tandem: ${source} is missing (an incomplete checkout?).`,
+  );
   process.exit(1);
 }
+const cliEntry = findCliEntry();
 
 const extraFlags = (process.env.TANDEM_DENO_FLAGS ?? '').split(/\s+/).filter(Boolean);
 const args = ['run', '-A', '--unstable-webgpu', ...extraFlags, cliEntry, ...process.argv.slice(2)];

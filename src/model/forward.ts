@@ -79,9 +79,14 @@ export class OptForward {
     return new OptForward(gpu, config, weights, buf, a.maxTokens, a.maxLogitRows, a.maxContext);
   }
 
+  /** The activation buffers this forward holds. */
+  buffers(): GpuBuffer[] {
+    return Object.values(this.buf).filter((b): b is GpuBuffer => b !== null);
+  }
+
   /** Bytes of activation memory this forward holds. */
   activationBytes(): number {
-    return Object.values(this.buf).reduce((s, b) => s + (b ? (b as GpuBuffer).size : 0), 0);
+    return this.buffers().reduce((s, b) => s + b.size, 0);
   }
 
   /**

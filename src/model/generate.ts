@@ -52,6 +52,7 @@ async function decodeState(model: OptModel): Promise<DecodeState> {
     tokenSeq: await u32(1, 'decode.tokenSeq'),
     logitIndices: await u32(1, 'decode.logitIndices'),
   };
+  model.extraBuffers.push(s.sampling, s.seqState, s.nextIds, s.nextPositions, s.nextSlots, s.outTokens, s.tokenSeq, s.logitIndices);
   decodeStates.set(model, s);
   return s;
 }

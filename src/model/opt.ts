@@ -139,8 +139,19 @@ export class OptModel {
     return out;
   }
 
-  dispose(): void {
-    this.gpu.destroy();
+  /** Buffers created for this model outside its weights, runner and cache (e.g. decode state); freed by release(). */
+  readonly extraBuffers: GpuBuffer[] = [];
+
+  /** Free every GPU buffer this model holds (the Gpu itself stays usable). */
+  release(): void {
+    const all = new Set<GpuBuffer>([
+      ...[...this.weights.locations.values()].map((l) => l.buffer),
+      ...this.runner.buffers(),
+      ...this.cache.layers.flatMap((l) => [l.key, l.value]),
+      this.prefill.tokenIds, this.prefill.positions, this.prefill.tokenSeq, this.prefill.slotMapping,
+      this.prefill.blockTables, this.prefill.logitIndices, this.logitsBuffer, ...this.extraBuffers,
+    ]);
+    for (const b of all) this.gpu.destroyBuffer(b);
   }
 }
 

@@ -61,7 +61,13 @@ export class OptTokenizer implements TokenDecoder {
 
   /** The OPT tokenizer shipped with Tandem (loaded once, lazily: the table is 3.5 MB). */
   static load(): Promise<OptTokenizer> {
-    bundled ??= import('./opt-tokenizer-data.ts').then((m) => new OptTokenizer(m.default));
+    bundled ??= import('./opt-tokenizer-data.ts').then(
+      (m) => new OptTokenizer(m.default),
+      (e: unknown) => {
+        bundled = undefined; // let a later call retry
+        throw e;
+      },
+    );
     return bundled;
   }
 

@@ -96,6 +96,7 @@ export function urlReader(baseUrl: string | URL, options: { fetch?: typeof fetch
       try {
         res = await fetchImpl(url, { signal: options.signal });
       } catch (e) {
+        if (options.signal?.aborted) throw e;
         throw new ModelSourceError(`could not fetch ${url}: network error: ${(e as Error).message}`, { cause: e });
       }
       if (res.status === 404 && readOptions.optional) {
@@ -106,7 +107,7 @@ export function urlReader(baseUrl: string | URL, options: { fetch?: typeof fetch
         await res.body?.cancel().catch(() => {});
         throw new ModelSourceError(`fetching ${url} failed: HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}`);
       }
-      return readResponseBody(res, url, name, readOptions.onProgress);
+      return readResponseBody(res, url, name, readOptions.onProgress, options.signal);
     },
   };
 }
@@ -116,7 +117,9 @@ export function urlReader(baseUrl: string | URL, options: { fetch?: typeof fetch
  * content encoding, which would make it the compressed size) the body is read into one buffer of that size
  * and a shorter body is an error: a dropped connection must never look like a smaller file.
  */
-async function readResponseBody(res: Response, url: string, name: string, onProgress?: ProgressCallback): Promise<Uint8Array> {
+async function readResponseBody(
+  res: Response, url: string, name: string, onProgress?: ProgressCallback, signal?: AbortSignal,
+): Promise<Uint8Array> {
   const encoding = res.headers.get('content-encoding');
   const lengthHeader = res.headers.get('content-length');
   const declared = lengthHeader !== null && /^\d+$/.test(lengthHeader) && (!encoding || encoding === 'identity')
@@ -127,8 +130,14 @@ async function readResponseBody(res: Response, url: string, name: string, onProg
     onProgress?.({ file: name, loadedBytes: bytes.byteLength, totalBytes: bytes.byteLength });
     return bytes;
   }
+  let buf: Uint8Array;
+  try {
+    buf = new Uint8Array(declared ?? 1 << 20);
+  } catch (e) {
+    await res.body.cancel().catch(() => {});
+    throw new ModelSourceError(`cannot allocate ${declared} bytes for ${url}: ${(e as Error).message}`, { cause: e });
+  }
   const reader = res.body.getReader();
-  let buf = new Uint8Array(declared ?? 1 << 20);
   let loaded = 0;
   try {
     for (;;) {
@@ -145,6 +154,7 @@ async function readResponseBody(res: Response, url: string, name: string, onProg
       onProgress?.({ file: name, loadedBytes: loaded, totalBytes: declared });
     }
   } catch (e) {
+    if (signal?.aborted) throw e; // the caller cancelled: not a broken download
     const of = declared !== undefined ? ` of ${declared}` : '';
     throw new ModelSourceError(
       `download of ${url} was cut off after ${loaded}${of} bytes (truncated): ${(e as Error).message}`,

@@ -39,9 +39,11 @@ export const fsp = (): Promise<NodeFsPromises> => nodeImport<NodeFsPromises>('no
 export const FIXTURES = decodeURIComponent(new URL('../../../../shared/fixtures/', import.meta.url).pathname);
 
 /** A fixture file's bytes as a plain Uint8Array (not a pooled Buffer view). */
-export async function readFixture(rel: string): Promise<Uint8Array> {
+export async function readFixture(rel: string): Promise<Uint8Array<ArrayBuffer>> {
   const b = await (await fsp()).readFile(FIXTURES + rel);
-  return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  const out = new Uint8Array(b.byteLength);
+  out.set(b);
+  return out;
 }
 
 export async function readFixtureJson<T = unknown>(rel: string): Promise<T> {
