@@ -20,6 +20,8 @@ export interface AcquireOptions {
   powerPreference?: GPUPowerPreference;
   /** Turn off optional features even when present (e.g. to test the f32-only path). */
   disableFeatures?: GPUFeatureName[];
+  /** The WebGPU entry point to use instead of `navigator.gpu` (e.g. one passed into a worker, or a stub in tests). */
+  gpu?: GPU;
 }
 
 export interface AcquiredDevice {
@@ -33,7 +35,7 @@ export interface AcquiredDevice {
  * Optional features (shader-f16, subgroups, timestamp-query) are requested when present and reported in caps.
  */
 export async function acquireDevice(opts: AcquireOptions = {}): Promise<AcquiredDevice> {
-  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  const gpu = opts.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) {
     throw new WebGPUUnavailableError(
       'WebGPU is not available here (navigator.gpu is undefined). In Deno run with --unstable-webgpu; ' +

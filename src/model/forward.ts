@@ -43,6 +43,7 @@ export class OptForward {
   readonly maxContext: number;
   private readonly gpu: Gpu;
   private readonly buf: Activations;
+  private lastHidden: { buffer: GpuBuffer; rows: number } | null = null;
 
   private constructor(gpu: Gpu, config: OptConfig, weights: OptGpuWeights, a: Activations, maxTokens: number, maxLogitRows: number, maxContext: number) {
     this.gpu = gpu;
@@ -96,7 +97,6 @@ export class OptForward {
   forward(inputs: StepInputs, cache: PagedKvCache, logitIndices: GpuBuffer, numLogitRows: number, logits: GpuBuffer): void {
     const T = inputs.numTokens;
     if (T > this.maxTokens) throw new RangeError(`step of ${T} tokens exceeds this runner's maxTokens ${this.maxTokens}`);
-    if (numLogitRows > this.maxLogitRows) throw new RangeError(`${numLogitRows} logit rows exceeds maxLogitRows ${this.maxLogitRows}`);
     if (inputs.maxContext > this.maxContext) throw new RangeError(`context ${inputs.maxContext} exceeds maxContext ${this.maxContext}`);
     const g = this.gpu, c = this.config, w = this.weights, b = this.buf;
     const act = this.act, wt = w.dtype;
@@ -154,11 +154,21 @@ export class OptForward {
       linear(g, { ...common, x: hidden, w: w.projectOut, y: b.final!, M: T, N: D, K: H });
       hidden = b.final!;
     }
-    if (numLogitRows === 0) return;
-    // Only the rows that need logits go through the head (vLLM's logits_indices).
-    const hiddenTable: RowTable = { buffer: hidden, rows: T, dim: D, dtype: act, rowsPerWindow: T };
-    gatherRows(g, { index: logitIndices, table: hiddenTable, out: b.selected, numTokens: numLogitRows, act, indexOffset: 0, accumulate: false });
-    this.lmHead(b.selected, numLogitRows, logits);
+    this.lastHidden = { buffer: hidden, rows: T };
+    if (numLogitRows > 0) this.logitsFor(logitIndices, numLogitRows, logits);
+  }
+
+  /**
+   * Record the LM head for rows `indices[0..count)` of the last forward's final hidden states into `logits`
+   * ([count, vocab], f32). Only the rows that need logits go through the head (vLLM's logits_indices).
+   */
+  logitsFor(indices: GpuBuffer, count: number, logits: GpuBuffer): void {
+    if (!this.lastHidden) throw new Error('logitsFor needs a forward first');
+    if (count > this.maxLogitRows) throw new RangeError(`${count} logit rows exceeds maxLogitRows ${this.maxLogitRows}`);
+    const D = this.config.wordEmbedProjDim;
+    const hiddenTable: RowTable = { buffer: this.lastHidden.buffer, rows: this.lastHidden.rows, dim: D, dtype: this.act, rowsPerWindow: this.lastHidden.rows };
+    gatherRows(this.gpu, { index: indices, table: hiddenTable, out: this.buf.selected, numTokens: count, act: this.act, indexOffset: 0, accumulate: false });
+    this.lmHead(this.buf.selected, count, logits);
   }
 
   /** logits[r, :] = x[r, :] . E^T over the head's vocab windows (the tied embedding, one copy). */

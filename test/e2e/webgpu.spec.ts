@@ -4,10 +4,12 @@ import type { WebGpuInfo } from './pages/webgpu-info.ts';
 const MODULE = '/test/e2e/pages/webgpu-info.ts';
 
 for (const context of ['main', 'worker'] as const) {
-  test(`WebGPU adapter in the ${context === 'main' ? 'main thread' : 'dedicated worker'}`, async ({ page, consoleErrors }) => {
+  test(`WebGPU adapter in the ${context === 'main' ? 'main thread' : 'dedicated worker'}`, async ({ page, consoleErrors }, testInfo) => {
     const info = await runInBrowser<WebGpuInfo>(page, MODULE, { context });
-    console.log(`[${context}] ${JSON.stringify({ ...info, adapter: info.adapter && { ...info.adapter, limits: undefined } })}`);
-    console.log(`[${context}] limits ${JSON.stringify(info.adapter?.limits)}`);
+    // The full report (features, limits) goes into the test's attachments; one line to the log.
+    await testInfo.attach(`webgpu-${context}.json`, { body: JSON.stringify(info, null, 2), contentType: 'application/json' });
+    const a = info.adapter;
+    console.log(`[${context}] ${a ? `${a.vendor} ${a.architecture} fallback=${a.isFallbackAdapter}; features: ${a.features.join(' ')}; maxStorageBufferBindingSize ${a.limits.maxStorageBufferBindingSize}` : 'no adapter'}`);
 
     expect(info.context).toBe(context);
     expect(info.secureContext).toBe(true);
