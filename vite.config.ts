@@ -120,7 +120,16 @@ function libraryConfig(): UserConfig {
       sourcemap: true,
       minify: false,
       lib: { entry: entries, formats: ['es'], fileName: (_format, name) => `${name}.js` },
-      rolldownOptions: { external: isExternal },
+      rolldownOptions: {
+        external: isExternal,
+        // index.js and cli.js share the library: put it in one chunk named for what it is (not after whichever
+        // module the bundler picks), and keep the 1.8 MB tokenizer table in its own chunk, loaded on demand.
+        // src/cli stays in cli.js: its `if (import.meta.main)` must be in the file Deno runs.
+        output: {
+          chunkFileNames: 'chunks/[name]-[hash].js',
+          codeSplitting: { groups: [{ name: 'tandem', test: /[\\/]src[\\/](?!cli[\\/]|.*opt-tokenizer)/ }] },
+        },
+      },
     },
     worker: { format: 'es' },
   };

@@ -21,7 +21,7 @@ const e = dt === 'f16' ? 2 : 4;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[1];
 const buf = (bytes: number, label: string) => gpu.createBuffer(bytes, label);
 const rows: Array<Record<string, unknown>> = [];
-async function time(name: string, flops: number, bytes: number, body: () => void, iters = 20) {
+async function time(name: string, flops: number, bytes: number, body: () => void, iters = 100) {
   body();
   await gpu.sync();
   const ts: number[] = [];
@@ -53,7 +53,7 @@ for (const T of [4096, 1]) {
   const lg = await buf(Math.min(T, 512) * V * 4, 'logits');
   const Tl = Math.min(T, 512);
   await time(`T${Tl} lm_head ${Tl}x${V}x${H}`, 2 * Tl * V * H, V * H * e, () =>
-    linear(gpu, { x, w: wEmb, y: lg, M: Tl, N: V, K: H, act: dt, weight: dt, out: 'f32', dummy }), 5);
+    linear(gpu, { x, w: wEmb, y: lg, M: Tl, N: V, K: H, act: dt, weight: dt, out: "f32", dummy }), T === 1 ? 100 : 5);
   await time(`T${T} layernorm`, 0, 2 * T * H * e, () => layerNorm(gpu, { x, gamma: bias, beta: bias, y, rows: T, dim: H, act: dt, weight: dt }));
   // Attention: 8 sequences of 512 (prefill) or one token at position 511 (decode).
   const L = T === 1 ? 512 : 512, S = T === 1 ? 1 : 8;

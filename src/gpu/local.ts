@@ -10,7 +10,8 @@ interface LocalKernel extends Kernel {
   layout: GPUBindGroupLayout;
 }
 
-const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+// Read at use, not at module load: importing the library where WebGPU is missing (Node) must not throw.
+const storageUsage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /**
  * The in-process GPU: direct WebGPU on a device this object owns. Dispatches are recorded into one compute
@@ -73,7 +74,7 @@ export class LocalGpu implements Gpu {
     const alignedSize = Math.max(16, Math.ceil(size / 16) * 16);
     this.device.pushErrorScope('out-of-memory');
     this.device.pushErrorScope('validation');
-    const gpuBuffer = this.device.createBuffer({ size: alignedSize, usage: STORAGE_USAGE, label });
+    const gpuBuffer = this.device.createBuffer({ size: alignedSize, usage: storageUsage(), label });
     const validation = await this.device.popErrorScope();
     const oom = await this.device.popErrorScope();
     if (oom) throw new GpuOutOfMemoryError(`GPU out of memory allocating "${label}" (${size} bytes): ${oom.message}`);
@@ -240,6 +241,38 @@ export class LocalGpu implements Gpu {
     const i = this.readbackPool.findIndex((s) => s.size >= size && s.size <= size * 4);
     if (i >= 0) return this.readbackPool.splice(i, 1)[0];
     return this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+
+  /**
+   * Profiling aid: run `record` (dispatches only) in a compute pass of its own with timestamp queries and
+   * return its GPU time in milliseconds, or null without the timestamp-query feature.
+   */
+  async timeOnGpu(record: () => void): Promise<number | null> {
+    if (!this.caps.timestampQuery) { record(); return null; }
+    this.flush();
+    const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 });
+    const resolve = this.device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const staging = this.device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.encoder = this.device.createCommandEncoder();
+    this.pass = this.encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+    record();
+    if (!this.pass) throw new Error('timeOnGpu: the recorded work must be dispatches only');
+    this.pass.end();
+    this.pass = null;
+    this.encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
+    this.encoder.copyBufferToBuffer(resolve, 0, staging, 0, 16);
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.pendingCommands = 0;
+    await staging.mapAsync(GPUMapMode.READ);
+    const t = new BigUint64Array(staging.getMappedRange());
+    const ms = Number(t[1] - t[0]) / 1e6;
+    staging.unmap();
+    staging.destroy();
+    resolve.destroy();
+    querySet.destroy();
+    this.check();
+    return ms;
   }
 
   async sync(): Promise<void> {

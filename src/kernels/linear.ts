@@ -1,5 +1,6 @@
 import type { BufferBinding, Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import { packParams } from '../gpu/gpu.ts';
+import { LAYER_NORM_EPS } from './layernorm.ts';
 import { grid1d, shaderSource, type ElementType } from './shader.ts';
 
 export interface LinearArgs {
@@ -22,6 +23,8 @@ export interface LinearArgs {
   out?: ElementType;
   /** A buffer bound where an operand is unused (WebGPU needs every binding). */
   dummy: GpuBuffer;
+  /** LayerNorm the input rows first (fused; GEMV path only, i.e. M <= GEMV_MAX_ROWS). */
+  lnInput?: { gamma: GpuBuffer; beta: GpuBuffer };
 }
 
 /** Rows at or under which the weight-streaming GEMV kernel is used instead of the tiled one. */
@@ -29,16 +32,20 @@ export const GEMV_MAX_ROWS = 4;
 
 /** y = act(x W^T + bias) + residual. Tiled GEMM for many rows, a memory-bound GEMV for a few. */
 export function linear(gpu: Gpu, a: LinearArgs): void {
+  if (a.K % 4 !== 0) throw new RangeError(`linear: K = ${a.K} must be a multiple of 4`);
+  if (a.M === 0) return;
   const flags = (a.bias ? 1 : 0) | (a.relu ? 2 : 0) | (a.residual ? 4 : 0);
-  const params = packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags]);
   const bindings = [a.x, a.w, a.bias ?? a.dummy, a.residual ?? a.dummy, a.y];
   const types = { A: a.act, W: a.weight, Y: a.out ?? a.act };
-  if (a.M <= GEMV_MAX_ROWS && a.K % 4 === 0) {
-    const k = gpu.kernel(shaderSource('gemv', { ...types, ROWS: a.M }));
-    gpu.dispatch(k, bindings, params, grid1d(Math.ceil(a.N / 8)));
+  if (a.M <= GEMV_MAX_ROWS) {
+    const ln = a.lnInput;
+    const k = gpu.kernel(shaderSource('gemv', { ...types, LN: Boolean(ln) }));
+    const params = packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags, { f: LAYER_NORM_EPS }]);
+    gpu.dispatch(k, [...bindings, ln?.gamma ?? a.dummy, ln?.beta ?? a.dummy], params, grid1d(Math.ceil(a.N / 8)));
   } else {
+    if (a.lnInput) throw new RangeError('linear: a fused LayerNorm needs M <= GEMV_MAX_ROWS; run layerNorm first');
     const k = gpu.kernel(shaderSource('linear', types));
-    gpu.dispatch(k, bindings, params, [Math.ceil(a.N / 64), Math.ceil(a.M / 64)]);
+    gpu.dispatch(k, bindings, packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags]), [Math.ceil(a.N / 128), Math.ceil(a.M / 128)]);
   }
 }
 

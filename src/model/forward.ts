@@ -1,7 +1,7 @@
 import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import { gatherRows, type RowTable } from '../kernels/embedding.ts';
 import { layerNorm } from '../kernels/layernorm.ts';
-import { linear } from '../kernels/linear.ts';
+import { GEMV_MAX_ROWS, linear } from '../kernels/linear.ts';
 import { attentionScratchBytes, pagedAttention, writeKvCache, type AttentionBatch } from '../kernels/paged_attention.ts';
 import type { ElementType } from '../kernels/shader.ts';
 import type { OptConfig } from './config.ts';
@@ -44,6 +44,8 @@ export class OptForward {
   private readonly gpu: Gpu;
   private readonly buf: Activations;
   private lastHidden: { buffer: GpuBuffer; rows: number } | null = null;
+  /** The final LayerNorm, when it is left to be fused into the head (few rows, all of them needing logits). */
+  private pendingFinalLn: { gamma: GpuBuffer; beta: GpuBuffer } | null = null;
 
   private constructor(gpu: Gpu, config: OptConfig, weights: OptGpuWeights, a: Activations, maxTokens: number, maxLogitRows: number, maxContext: number) {
     this.gpu = gpu;
@@ -94,7 +96,7 @@ export class OptForward {
    * Record the decoder over `inputs` (writing this step's keys and values into `cache`), then the LM head for
    * the rows `logitIndices[0..numLogitRows)` of the batch into `logits` ([numLogitRows, vocab], f32).
    */
-  forward(inputs: StepInputs, cache: PagedKvCache, logitIndices: GpuBuffer, numLogitRows: number, logits: GpuBuffer): void {
+  forward(inputs: StepInputs, cache: PagedKvCache, logitIndices: GpuBuffer | 'all', numLogitRows: number, logits: GpuBuffer): void {
     const T = inputs.numTokens;
     if (T > this.maxTokens) throw new RangeError(`step of ${T} tokens exceeds this runner's maxTokens ${this.maxTokens}`);
     if (inputs.maxContext > this.maxContext) throw new RangeError(`context ${inputs.maxContext} exceeds maxContext ${this.maxContext}`);
@@ -109,14 +111,20 @@ export class OptForward {
     if (w.projectIn) linear(g, { ...common, x: tokOut, w: w.projectIn, y: b.hA, M: T, N: H, K: D });
     gatherRows(g, { index: inputs.positions, table: w.embedPositions, out: b.hA, numTokens: T, act, indexOffset: c.positionOffset, accumulate: true });
 
+    // With few rows (decode) a pre-LN LayerNorm is fused into the GEMV that consumes it.
+    const fuseLn = c.layerNormBefore && T <= GEMV_MAX_ROWS;
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l];
       const ln = (x: GpuBuffer, gamma: GpuBuffer, beta: GpuBuffer, y: GpuBuffer) =>
         layerNorm(g, { x, gamma, beta, y, rows: T, dim: H, act, weight: wt });
       // Self-attention block.
       let attnIn = b.hA;
-      if (c.layerNormBefore) { ln(b.hA, L.attnLnGamma, L.attnLnBeta, b.normed); attnIn = b.normed; }
-      linear(g, { ...common, x: attnIn, w: L.qkvWeight, bias: L.qkvBias, y: b.qkv, M: T, N: 3 * H, K: H });
+      let attnLn: { gamma: GpuBuffer; beta: GpuBuffer } | undefined;
+      if (c.layerNormBefore) {
+        if (fuseLn) attnLn = { gamma: L.attnLnGamma, beta: L.attnLnBeta };
+        else { ln(b.hA, L.attnLnGamma, L.attnLnBeta, b.normed); attnIn = b.normed; }
+      }
+      linear(g, { ...common, x: attnIn, lnInput: attnLn, w: L.qkvWeight, bias: L.qkvBias, y: b.qkv, M: T, N: 3 * H, K: H });
       writeKvCache(g, { qkv: b.qkv, batch: inputs, cache: cache.layers[l], hidden: H, act, kv: cache.dtype });
       pagedAttention(g, {
         qkv: b.qkv, out: b.attn, batch: inputs, cache: cache.layers[l], numHeads: c.numHeads, headDim: c.headDim,
@@ -124,31 +132,31 @@ export class OptForward {
       });
       linear(g, { ...common, x: b.attn, w: L.outWeight, bias: L.outBias, residual: b.hA, y: b.hB, M: T, N: H, K: H });
       // Feed-forward block. Pre-LN: normalise its input. Post-LN: normalise the attention block's output.
-      let ffnIn: GpuBuffer;
-      let ffnResidual: GpuBuffer;
       if (c.layerNormBefore) {
-        ln(b.hB, L.ffnLnGamma, L.ffnLnBeta, b.normed);
-        ffnIn = b.normed;
-        ffnResidual = b.hB;
+        let ffnIn = b.normed;
+        let ffnLn: { gamma: GpuBuffer; beta: GpuBuffer } | undefined;
+        if (fuseLn) { ffnIn = b.hB; ffnLn = { gamma: L.ffnLnGamma, beta: L.ffnLnBeta }; }
+        else ln(b.hB, L.ffnLnGamma, L.ffnLnBeta, b.normed);
+        linear(g, { ...common, x: ffnIn, lnInput: ffnLn, w: L.fc1Weight, bias: L.fc1Bias, relu: true, y: b.ffn, M: T, N: c.ffnDim, K: H });
+        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: L.fc2Bias, residual: b.hB, y: b.hA, M: T, N: H, K: c.ffnDim });
       } else {
         ln(b.hB, L.attnLnGamma, L.attnLnBeta, b.hA);
-        ffnIn = b.hA;
-        ffnResidual = b.hA;
-      }
-      linear(g, { ...common, x: ffnIn, w: L.fc1Weight, bias: L.fc1Bias, relu: true, y: b.ffn, M: T, N: c.ffnDim, K: H });
-      if (c.layerNormBefore) {
-        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: L.fc2Bias, residual: ffnResidual, y: b.hA, M: T, N: H, K: c.ffnDim });
-      } else {
-        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: L.fc2Bias, residual: ffnResidual, y: b.hB, M: T, N: H, K: c.ffnDim });
+        linear(g, { ...common, x: b.hA, w: L.fc1Weight, bias: L.fc1Bias, relu: true, y: b.ffn, M: T, N: c.ffnDim, K: H });
+        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: L.fc2Bias, residual: b.hA, y: b.hB, M: T, N: H, K: c.ffnDim });
         ln(b.hB, L.ffnLnGamma, L.ffnLnBeta, b.hA);
       }
     }
 
-    // Final norm (pre-LN only) and projection back to the embedding width.
+    // Final norm (pre-LN only; fused into the head when the rows go straight to it) and projection back to
+    // the embedding width.
     let hidden = b.hA;
+    this.pendingFinalLn = null;
     if (w.finalLnGamma && w.finalLnBeta) {
-      layerNorm(g, { x: b.hA, gamma: w.finalLnGamma, beta: w.finalLnBeta, y: b.normed, rows: T, dim: H, act, weight: wt });
-      hidden = b.normed;
+      if (fuseLn && !w.projectOut) this.pendingFinalLn = { gamma: w.finalLnGamma, beta: w.finalLnBeta };
+      else {
+        layerNorm(g, { x: b.hA, gamma: w.finalLnGamma, beta: w.finalLnBeta, y: b.normed, rows: T, dim: H, act, weight: wt });
+        hidden = b.normed;
+      }
     }
     if (w.projectOut) {
       linear(g, { ...common, x: hidden, w: w.projectOut, y: b.final!, M: T, N: D, K: H });
@@ -162,9 +170,24 @@ export class OptForward {
    * Record the LM head for rows `indices[0..count)` of the last forward's final hidden states into `logits`
    * ([count, vocab], f32). Only the rows that need logits go through the head (vLLM's logits_indices).
    */
-  logitsFor(indices: GpuBuffer, count: number, logits: GpuBuffer): void {
+  logitsFor(indices: GpuBuffer | 'all', count: number, logits: GpuBuffer): void {
     if (!this.lastHidden) throw new Error('logitsFor needs a forward first');
     if (count > this.maxLogitRows) throw new RangeError(`${count} logit rows exceeds maxLogitRows ${this.maxLogitRows}`);
+    if (indices === 'all') {
+      if (count !== this.lastHidden.rows) throw new RangeError(`'all' logit rows means ${this.lastHidden.rows}, not ${count}`);
+      this.lmHead(this.lastHidden.buffer, count, logits, this.pendingFinalLn ?? undefined);
+      return;
+    }
+    if (this.pendingFinalLn) {
+      // The head will not see every row: apply the deferred final LayerNorm now.
+      const { gamma, beta } = this.pendingFinalLn;
+      layerNorm(this.gpu, {
+        x: this.lastHidden.buffer, gamma, beta, y: this.buf.normed, rows: this.lastHidden.rows, dim: this.config.hiddenSize,
+        act: this.act, weight: this.weights.dtype,
+      });
+      this.lastHidden = { buffer: this.buf.normed, rows: this.lastHidden.rows };
+      this.pendingFinalLn = null;
+    }
     const D = this.config.wordEmbedProjDim;
     const hiddenTable: RowTable = { buffer: this.lastHidden.buffer, rows: this.lastHidden.rows, dim: D, dtype: this.act, rowsPerWindow: this.lastHidden.rows };
     gatherRows(this.gpu, { index: indices, table: hiddenTable, out: this.buf.selected, numTokens: count, act: this.act, indexOffset: 0, accumulate: false });
@@ -172,13 +195,13 @@ export class OptForward {
   }
 
   /** logits[r, :] = x[r, :] . E^T over the head's vocab windows (the tied embedding, one copy). */
-  private lmHead(x: GpuBuffer, rows: number, logits: GpuBuffer): void {
+  private lmHead(x: GpuBuffer, rows: number, logits: GpuBuffer, lnInput?: { gamma: GpuBuffer; beta: GpuBuffer }): void {
     const head = this.weights.lmHead;
     for (let win = 0; win < windowCount(head); win++) {
       const { binding, rowStart, rowCount } = windowBinding(head, win);
       linear(this.gpu, {
         x, w: binding, y: logits, M: rows, N: rowCount, K: head.dim, ldy: head.rows, ycol: rowStart,
-        act: this.act, weight: head.dtype, out: 'f32', dummy: this.buf.dummy,
+        act: this.act, weight: head.dtype, out: 'f32', dummy: this.buf.dummy, lnInput,
       });
     }
   }

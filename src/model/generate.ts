@@ -127,7 +127,7 @@ export async function generate(model: OptModel, prompt: readonly number[], param
         model.runner.forward({
           numTokens: 1, tokenIds: s.nextIds, positions: s.nextPositions, tokenSeq: s.tokenSeq, slotMapping: s.nextSlots,
           blockTables: s.blockTables, maxBlocksPerSeq: model.maxBlocksPerSeq, maxContext: pos + 1,
-        }, model.cache, s.logitIndices, 1, s.logits);
+        }, model.cache, 'all', 1, s.logits);
         sampleAndAdvance(g, s, samplerArgs);
       }
     }

@@ -120,8 +120,9 @@ export class OptModel {
     g.write(p.positions, pos);
     g.write(p.tokenSeq, new Uint32Array(n));
     g.write(p.slotMapping, pos); // block i is block i, so the slot is the position
-    if (logitRows.length) g.write(p.logitIndices, Uint32Array.from(logitRows));
-    this.runner.forward({ ...p, numTokens: n, maxContext: end }, this.cache, p.logitIndices, logitRows.length, this.logitsBuffer);
+    const allRows = logitRows.length === n && logitRows.every((r, i) => r === i);
+    if (logitRows.length && !allRows) g.write(p.logitIndices, Uint32Array.from(logitRows));
+    this.runner.forward({ ...p, numTokens: n, maxContext: end }, this.cache, allRows ? 'all' : p.logitIndices, logitRows.length, this.logitsBuffer);
   }
 
   /** Full logits [tokens.length, vocab] of a prompt (a fresh sequence), computed in chunks. */
