@@ -33,6 +33,12 @@ export interface Kernel {
   readonly key: string;
 }
 
+/** A captured sequence of dispatches (a step plan), replayable without re-resolving pipelines or bindings. */
+export interface Recording {
+  readonly id: number;
+  readonly dispatches: number;
+}
+
 export interface GpuStats {
   bytesAllocated: number;
   peakBytesAllocated: number;
@@ -66,6 +72,14 @@ export interface Gpu {
     workgroups: readonly [number, number?, number?],
   ): void;
   copy(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, size: number): void;
+  /**
+   * Capture the dispatches `record` makes (and only dispatches) into a Recording instead of running them.
+   * Replaying it records the same dispatches with the same bindings and params at a fraction of the CPU cost:
+   * what a decode loop repeats every step. Destroying a buffer it uses invalidates it.
+   */
+  capture(record: () => void): Recording;
+  replay(recording: Recording): void;
+  releaseRecording(recording: Recording): void;
   /** Submit what is recorded so far. */
   flush(): void;
   /** Wait for every submitted command and surface any device error as a typed error. */

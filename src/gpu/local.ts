@@ -1,9 +1,22 @@
 import { GpuDeviceLostError, GpuOutOfMemoryError, GpuValidationError, type TandemError } from '../errors.ts';
 import { acquireDevice, type AcquireOptions, type GpuCaps } from './device.ts';
-import type { BufferBinding, Gpu, GpuBuffer, GpuStats, Kernel, KernelSource } from './gpu.ts';
+import type { BufferBinding, Gpu, GpuBuffer, GpuStats, Kernel, KernelSource, Recording } from './gpu.ts';
 
 interface LocalBuffer extends GpuBuffer {
   gpuBuffer: GPUBuffer;
+}
+interface CapturedDispatch {
+  label: string;
+  pipeline: GPUComputePipeline;
+  group: GPUBindGroup;
+  x: number;
+  y: number;
+  z: number;
+}
+interface LocalRecording extends Recording {
+  steps: CapturedDispatch[];
+  bufferIds: Set<number>;
+  valid: boolean;
 }
 interface LocalKernel extends Kernel {
   pipeline: GPUComputePipeline;
@@ -36,6 +49,8 @@ export class LocalGpu implements Gpu {
   private dispatchCount = 0;
   private submitCount = 0;
   private readbackPool: GPUBuffer[] = [];
+  private capturing: LocalRecording | null = null;
+  private recordings = new Map<number, LocalRecording>();
 
   private constructor(device: GPUDevice, caps: GpuCaps) {
     this.device = device;
@@ -100,10 +115,12 @@ export class LocalGpu implements Gpu {
     this.buffers.delete(b.id);
     this.bytes -= lb.gpuBuffer.size;
     for (const key of [...this.bindGroups.keys()]) if (key.includes(`|${b.id}@`)) this.bindGroups.delete(key);
+    for (const rec of this.recordings.values()) if (rec.bufferIds.has(b.id)) rec.valid = false;
     lb.gpuBuffer.destroy();
   }
 
   write(b: GpuBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.noCapture('write');
     this.check();
     const lb = this.local(b);
     if (byteOffset + data.byteLength > b.size) {
@@ -130,8 +147,7 @@ export class LocalGpu implements Gpu {
     return k;
   }
 
-  private uniform(params: Uint32Array): GPUBuffer {
-    const key = params.join(',');
+  private uniform(params: Uint32Array, key: string): GPUBuffer {
     let u = this.uniforms.get(key);
     if (!u) {
       u = this.device.createBuffer({ size: params.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
@@ -160,26 +176,30 @@ export class LocalGpu implements Gpu {
     if (x > max || y > max || z > max) {
       throw new GpuValidationError(`${k.key}: dispatch (${x}, ${y}, ${z}) exceeds ${max} workgroups per dimension`);
     }
-    let key = `${k.id}`;
-    const entries: GPUBindGroupEntry[] = [];
-    let binding = 0;
-    if (params) {
-      const u = this.uniform(params);
-      entries.push({ binding: binding++, resource: { buffer: u } });
-      key += `|u${params.join(',')}`;
-    }
+    const paramsKey = params ? params.join(',') : '';
+    let key = `${k.id}|u${paramsKey}`;
+    const resolved: Array<{ lb: LocalBuffer; offset: number; size: number }> = [];
     for (const b of bindings) {
       const bb: BufferBinding = 'buffer' in b ? b : { buffer: b };
       const lb = this.local(bb.buffer);
       const offset = bb.offset ?? 0;
       const size = bb.size ?? lb.gpuBuffer.size - offset;
-      entries.push({ binding: binding++, resource: { buffer: lb.gpuBuffer, offset, size } });
+      resolved.push({ lb, offset, size });
       key += `|${lb.id}@${offset}+${size}`;
     }
     let group = this.bindGroups.get(key);
     if (!group) {
+      const entries: GPUBindGroupEntry[] = [];
+      let binding = 0;
+      if (params) entries.push({ binding: binding++, resource: { buffer: this.uniform(params, paramsKey) } });
+      for (const r of resolved) entries.push({ binding: binding++, resource: { buffer: r.lb.gpuBuffer, offset: r.offset, size: r.size } });
       group = this.device.createBindGroup({ layout: k.layout, entries, label: k.key });
       this.bindGroups.set(key, group);
+    }
+    if (this.capturing) {
+      this.capturing.steps.push({ label: k.key, pipeline: k.pipeline, group, x, y, z });
+      for (const r of resolved) this.capturing.bufferIds.add(r.lb.id);
+      return;
     }
     const pass = this.ensurePass();
     pass.setPipeline(k.pipeline);
@@ -189,7 +209,44 @@ export class LocalGpu implements Gpu {
     this.dispatchCount++;
   }
 
+  capture(record: () => void): Recording {
+    if (this.capturing) throw new Error('capture: already capturing');
+    const rec: LocalRecording = { id: this.nextId++, dispatches: 0, steps: [], bufferIds: new Set(), valid: true };
+    this.capturing = rec;
+    try {
+      record();
+    } finally {
+      this.capturing = null;
+    }
+    (rec as { dispatches: number }).dispatches = rec.steps.length;
+    this.recordings.set(rec.id, rec);
+    return rec;
+  }
+
+  replay(recording: Recording): void {
+    const rec = this.recordings.get(recording.id);
+    if (!rec || !rec.valid) throw new GpuValidationError(`recording ${recording.id} was released or uses a destroyed buffer`);
+    const pass = this.ensurePass();
+    let last: GPUComputePipeline | null = null;
+    for (const st of rec.steps) {
+      if (st.pipeline !== last) { pass.setPipeline(st.pipeline); last = st.pipeline; }
+      pass.setBindGroup(0, st.group);
+      pass.dispatchWorkgroups(st.x, st.y, st.z);
+    }
+    this.pendingCommands += rec.steps.length;
+    this.dispatchCount += rec.steps.length;
+  }
+
+  releaseRecording(recording: Recording): void {
+    this.recordings.delete(recording.id);
+  }
+
+  private noCapture(what: string): void {
+    if (this.capturing) throw new Error(`${what} cannot be captured: a Recording holds dispatches only`);
+  }
+
   copy(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, size: number): void {
+    this.noCapture('copy');
     if (size === 0) return;
     const s = this.local(src), d = this.local(dst);
     this.ensurePass();
@@ -200,6 +257,7 @@ export class LocalGpu implements Gpu {
   }
 
   flush(): void {
+    this.noCapture('flush');
     if (!this.encoder) return;
     this.pass?.end();
     this.pass = null;
@@ -273,6 +331,38 @@ export class LocalGpu implements Gpu {
     querySet.destroy();
     this.check();
     return ms;
+  }
+
+  /**
+   * Profiling aid: GPU time of each dispatch of a recording, each run alone in a timed pass (so the figures
+   * include a pass's fixed cost but no waiting on the dispatch before it). Null without timestamp-query.
+   */
+  async profileRecording(recording: Recording): Promise<Array<{ kernel: string; ms: number }> | null> {
+    const rec = this.recordings.get(recording.id);
+    if (!rec || !this.caps.timestampQuery) return null;
+    this.flush();
+    const n = rec.steps.length;
+    const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 * n });
+    const resolve = this.device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const staging = this.device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = this.device.createCommandEncoder();
+    rec.steps.forEach((st, i) => {
+      const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      pass.setPipeline(st.pipeline);
+      pass.setBindGroup(0, st.group);
+      pass.dispatchWorkgroups(st.x, st.y, st.z);
+      pass.end();
+    });
+    enc.resolveQuerySet(querySet, 0, 2 * n, resolve, 0);
+    enc.copyBufferToBuffer(resolve, 0, staging, 0, 16 * n);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const t = new BigUint64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    resolve.destroy();
+    querySet.destroy();
+    return rec.steps.map((st, i) => ({ kernel: `${st.label} [${st.x},${st.y},${st.z}]`, ms: Number(t[2 * i + 1] - t[2 * i]) / 1e6 }));
   }
 
   async sync(): Promise<void> {

@@ -1,5 +1,6 @@
 import { InvalidInputError } from '../errors.ts';
-import type { GpuBuffer } from '../gpu/gpu.ts';
+import type { GpuBuffer, Recording } from '../gpu/gpu.ts';
+import { ATTENTION_PARTITION } from '../kernels/paged_attention.ts';
 import { packSamplingRows, sampleAndAdvance, type SamplerBuffers } from '../kernels/sample.ts';
 import type { OptModel } from './opt.ts';
 
@@ -31,6 +32,8 @@ export interface GenerateResult {
 interface DecodeState extends SamplerBuffers {
   tokenSeq: GpuBuffer;
   logitIndices: GpuBuffer;
+  /** Captured decode steps (forward + sampler), by attention partition count, replayed every step. */
+  plans: Map<number, Recording>;
 }
 
 const decodeStates = new WeakMap<OptModel, DecodeState>();
@@ -51,10 +54,28 @@ async function decodeState(model: OptModel): Promise<DecodeState> {
     outTokens: await u32(model.config.maxPositions, 'decode.outTokens'),
     tokenSeq: await u32(1, 'decode.tokenSeq'),
     logitIndices: await u32(1, 'decode.logitIndices'),
+    plans: new Map(),
   };
   model.extraBuffers.push(s.sampling, s.seqState, s.nextIds, s.nextPositions, s.nextSlots, s.outTokens, s.tokenSeq, s.logitIndices);
   decodeStates.set(model, s);
   return s;
+}
+
+/** The captured decode step for a context of `context` tokens (plans differ only in their partition count). */
+function decodePlan(model: OptModel, s: DecodeState, context: number, samplerArgs: Parameters<typeof sampleAndAdvance>[2]): Recording {
+  const parts = Math.ceil(context / ATTENTION_PARTITION);
+  let plan = s.plans.get(parts);
+  if (!plan) {
+    plan = model.gpu.capture(() => {
+      model.runner.forward({
+        numTokens: 1, tokenIds: s.nextIds, positions: s.nextPositions, tokenSeq: s.tokenSeq, slotMapping: s.nextSlots,
+        blockTables: s.blockTables, maxBlocksPerSeq: model.maxBlocksPerSeq, maxContext: Math.min(parts * ATTENTION_PARTITION, model.runner.maxContext),
+      }, model.cache, 'all', 1, s.logits);
+      sampleAndAdvance(model.gpu, s, samplerArgs);
+    });
+    s.plans.set(parts, plan);
+  }
+  return plan;
 }
 
 export function validateGenerateParams(p: GenerateParams): void {
@@ -124,11 +145,9 @@ export async function generate(model: OptModel, prompt: readonly number[], param
       const groupEnd = Math.min(maxTokens, recorded + stepsPerGroup);
       for (; recorded < groupEnd; recorded++) {
         const pos = prompt.length + recorded - 1; // position of the token this step feeds in
-        model.runner.forward({
-          numTokens: 1, tokenIds: s.nextIds, positions: s.nextPositions, tokenSeq: s.tokenSeq, slotMapping: s.nextSlots,
-          blockTables: s.blockTables, maxBlocksPerSeq: model.maxBlocksPerSeq, maxContext: pos + 1,
-        }, model.cache, 'all', 1, s.logits);
-        sampleAndAdvance(g, s, samplerArgs);
+        g.replay(decodePlan(model, s, pos + 1, samplerArgs));
+        // Submit every step, so the GPU runs it while the CPU records the next.
+        g.flush();
       }
     }
     if (readFrom < recorded && !stopped) {
