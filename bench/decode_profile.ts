@@ -17,9 +17,11 @@ const prompt = Array.from({ length: 16 }, (_, k) => 4 + k * 101);
 await generate(model, prompt, { maxTokens: 64, ignoreEos: true });
 gpu.write(model.prefill.positions, Uint32Array.of(79));
 gpu.write(model.prefill.slotMapping, Uint32Array.of(79));
+gpu.write(model.prefill.queryBlocks, Uint32Array.of(0, 1));
 const plan = gpu.capture(() => model.runner.forward({
   numTokens: 1, tokenIds: model.prefill.tokenIds, positions: model.prefill.positions, tokenSeq: model.prefill.tokenSeq,
   slotMapping: model.prefill.slotMapping, blockTables: model.prefill.blockTables, maxBlocksPerSeq: model.maxBlocksPerSeq, maxContext: 80,
+  queryBlocks: model.prefill.queryBlocks, numQueryBlocks: 1,
 }, model.cache, 'all', 1, model.logitsBuffer));
 const res: Record<string, unknown> = { adapter: gpu.caps.adapterDescription, dtype, dispatches_per_step: plan.dispatches };
 const med = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -8,7 +8,7 @@ import { LocalGpu } from '../src/gpu/local.ts';
 import type { GpuBuffer } from '../src/gpu/gpu.ts';
 import { linear } from '../src/kernels/linear.ts';
 import { layerNorm } from '../src/kernels/layernorm.ts';
-import { pagedAttention, writeKvCache, attentionScratchBytes } from '../src/kernels/paged_attention.ts';
+import { buildQueryBlocks, pagedAttention, queryBlockSize, writeKvCache, attentionScratchBytes } from '../src/kernels/paged_attention.ts';
 import { gatherRows } from '../src/kernels/embedding.ts';
 import { sampleAndAdvance, packSamplingRows } from '../src/kernels/sample.ts';
 import type { ElementType } from '../src/kernels/shader.ts';
@@ -65,6 +65,8 @@ for (const T of [4096, 1]) {
   const batch = {
     numTokens: T, positions, tokenSeq: seqs, slotMapping: positions, blockTables: await u32(Uint32Array.from({ length: numBlocks }, (_, i) => i)),
     maxBlocksPerSeq: L / bs, maxContext: L,
+    queryBlocks: await u32(buildQueryBlocks(Array.from({ length: S }, (_, s) => [s * (T / S), T / S] as const), queryBlockSize(hd))),
+    numQueryBlocks: S * Math.ceil(T / S / queryBlockSize(hd)),
   };
   const sc = attentionScratchBytes(T, heads, hd, L);
   const scratch = { stats: await buf(sc.stats, 's'), acc: await buf(sc.acc, 'a') };

@@ -13,6 +13,7 @@ import { OptForward } from '../src/model/forward.ts';
 import { allocateKvCache } from '../src/model/kv_cache.ts';
 import { loadCheckpoint } from '../src/model/weights/sources.ts';
 import type { ElementType } from '../src/kernels/shader.ts';
+import { buildQueryBlocks, queryBlockSize } from '../src/kernels/paged_attention.ts';
 
 const args = Deno.args;
 const opt = (name: string, dflt: string) => {
@@ -98,6 +99,8 @@ for (const dtype of dtypes) {
     blockTables: await u32(Uint32Array.from({ length: B * blocksPerSeq }, (_, i) => i), 'tables'),
     maxBlocksPerSeq: blocksPerSeq,
     maxContext: L,
+    queryBlocks: await u32(buildQueryBlocks(Array.from({ length: B }, (_, s) => [s * L, L] as const), queryBlockSize(cfg.headDim)), 'qblocks'),
+    numQueryBlocks: B * Math.ceil(L / queryBlockSize(cfg.headDim)),
   };
   const lastRows = await u32(Uint32Array.from({ length: B }, (_, s) => s * L + L - 1), 'last');
   const logits = await gpu.createBuffer(L * cfg.vocabSize * 4, 'logits');

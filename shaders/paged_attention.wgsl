@@ -3,11 +3,16 @@
 // positions[t]; it attends to that sequence's keys at positions 0..positions[t] (its own chunk's keys were
 // written to the cache first, so "cached blocks plus the causal part of its own chunk" is one range).
 //
-// Split-K: the context is cut into partitions of PART keys; workgroup (t, head, part) handles one partition
-// with an online softmax over tiles of TILE keys and writes (max, sum, acc) for paged_attention_reduce.wgsl
-// to combine, so a long decode context is spread over many workgroups. When every context fits in one
-// partition (DIRECT = 1) the workgroup writes the normalised output itself, with the same arithmetic the
-// reduce would do for one partition, so the result does not depend on which path ran.
+// Work is split three ways. Query blocks: up to QB consecutive tokens of one sequence (a prefill chunk is
+// cut into blocks; a decode token is a block of one), so each key/value tile read from the cache into
+// workgroup memory serves the whole block. Heads. Split-K partitions of PART keys, so a long decode context
+// is spread over many workgroups; paged_attention_reduce.wgsl combines them. When every context fits in one
+// partition (DIRECT) the workgroup writes the normalised output itself, with the arithmetic the reduce would
+// do for one partition (weight exp(0) = 1).
+//
+// Batch invariance: whatever the block size or thread mapping, each query's result is computed in the same
+// order — per key a sequential fma chain over head dims; per TILE keys a running max, exp, a sum in key order,
+// and a value accumulation in key order — so a token gets the same bits alone, in a batch, decoding or prefilling.
 {{ENABLE_F16}}
 struct Params {
   num_tokens: u32,
@@ -23,95 +28,167 @@ struct Params {
 @group(0) @binding(2) var<storage, read> positions: array<u32>;
 @group(0) @binding(3) var<storage, read> token_seq: array<u32>;
 @group(0) @binding(4) var<storage, read> block_tables: array<u32>;
-@group(0) @binding(5) var<storage, read> key_cache: array<{{KV}}>;
-@group(0) @binding(6) var<storage, read> value_cache: array<{{KV}}>;
+@group(0) @binding(5) var<storage, read> key_cache: array<vec4<{{KV}}>>;
+@group(0) @binding(6) var<storage, read> value_cache: array<vec4<{{KV}}>>;
 @group(0) @binding(7) var<storage, read_write> out: array<{{A}}>;
 // Partial results, [t][head][part]: max and sum in stats (2 floats), accumulators in part_acc (head_dim floats).
 @group(0) @binding(8) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(9) var<storage, read_write> part_acc: array<f32>;
+@group(0) @binding(9) var<storage, read_write> part_acc: array<vec4<f32>>;
+// Query blocks: (first token, token count).
+@group(0) @binding(10) var<storage, read> query_blocks: array<vec2<u32>>;
 
-const TILE: u32 = 64u;
+const WG: u32 = 64u;
+const TILE: u32 = 32u;
+const QB: u32 = {{QB}}u;
 const PART: u32 = {{PART}}u;
 const HEAD_DIM: u32 = {{HEAD_DIM}}u;
-const DIMS_PER_THREAD: u32 = (HEAD_DIM + TILE - 1u) / TILE;
+const D4: u32 = HEAD_DIM / 4u;
+// Output vec4s per thread: QB * D4 spread over WG threads.
+const R: u32 = (QB * D4 + WG - 1u) / WG;
 const DIRECT: bool = {{DIRECT}};
+const NEG: f32 = -3.0e38;
 
-var<workgroup> q_s: array<f32, HEAD_DIM>;
-var<workgroup> prob_s: array<f32, TILE>;
-var<workgroup> slot_s: array<u32, TILE>;
-var<workgroup> ctx_wg: u32;
+var<workgroup> q_s: array<f32, QB * HEAD_DIM>;
+var<workgroup> k_s: array<vec4<f32>, TILE * D4>;
+var<workgroup> v_s: array<vec4<f32>, TILE * D4>;
+var<workgroup> s_s: array<f32, QB * TILE>;     // scores, then probabilities
+var<workgroup> corr_s: array<f32, QB>;         // this tile's rescale factor per query
+var<workgroup> m_s: array<f32, QB>;
+var<workgroup> l_s: array<f32, QB>;
+var<workgroup> info_wg: vec4<u32>;             // first token, count, sequence, largest context
 
-@compute @workgroup_size(TILE)
+fn accumulate(acc: vec4<f32>, idx: u32, n_keys: u32) -> vec4<f32> {
+  // idx = query * D4 + vec4 index; keys in order, rescaled first (as the single-query path does).
+  let i = idx / D4;
+  let c = idx % D4;
+  var a = acc * corr_s[i];
+  for (var j = 0u; j < n_keys; j++) { a = fma(vec4<f32>(s_s[i * TILE + j]), v_s[j * D4 + c], a); }
+  return a;
+}
+
+fn finish(acc: vec4<f32>, idx: u32, first: u32, count: u32, h: u32, part: u32) {
+  let i = idx / D4;
+  let c = idx % D4;
+  if (i >= count) { return; }
+  let t = first + i;
+  if (DIRECT) {
+    let o = acc / l_s[i];
+    let base = t * p.num_heads * HEAD_DIM + h * HEAD_DIM + 4u * c;
+    out[base] = {{A}}(o.x);
+    out[base + 1u] = {{A}}(o.y);
+    out[base + 2u] = {{A}}(o.z);
+    out[base + 3u] = {{A}}(o.w);
+  } else {
+    let pidx = (t * p.num_heads + h) * p.num_partitions + part;
+    part_acc[pidx * D4 + c] = acc;
+  }
+}
+
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
-  let t = wg.x;
   let h = wg.y;
   let part = wg.z;
   let lid = lid3.x;
   let hidden = p.num_heads * HEAD_DIM;
-  if (lid == 0u) { ctx_wg = positions[t] + 1u; }
-  for (var d = lid; d < HEAD_DIM; d += TILE) { q_s[d] = f32(qkv[t * 3u * hidden + h * HEAD_DIM + d]) * p.scale; }
-  let ctx = workgroupUniformLoad(&ctx_wg);
+  if (lid == 0u) {
+    let qb = query_blocks[wg.x];
+    info_wg = vec4<u32>(qb.x, qb.y, token_seq[qb.x], positions[qb.x + qb.y - 1u] + 1u);
+  }
+  let info = workgroupUniformLoad(&info_wg);
+  let first = info.x;
+  let count = info.y;
+  let seq = info.z;
   let begin = part * PART;
-  let end = min(ctx, begin + PART);
-  let seq = token_seq[t];
-  var m = -3.0e38;
-  var l = 0.0;
-  var acc: array<f32, DIMS_PER_THREAD>;
+  let end = min(info.w, begin + PART);
+  for (var e = lid; e < count * HEAD_DIM; e += WG) {
+    let i = e / HEAD_DIM;
+    let d = e % HEAD_DIM;
+    q_s[e] = f32(qkv[(first + i) * 3u * hidden + h * HEAD_DIM + d]) * p.scale;
+  }
+  if (lid < QB) { m_s[lid] = NEG; l_s[lid] = 0.0; }
+  var acc0 = vec4<f32>(); var acc1 = vec4<f32>(); var acc2 = vec4<f32>(); var acc3 = vec4<f32>();
+  var acc4 = vec4<f32>(); var acc5 = vec4<f32>(); var acc6 = vec4<f32>(); var acc7 = vec4<f32>();
+  workgroupBarrier();
   for (var k0 = begin; k0 < end; k0 += TILE) {
-    let j = k0 + lid;
-    var score = -3.0e38;
-    var slot = 0u;
-    if (j < end) {
-      let block = block_tables[seq * p.max_blocks_per_seq + j / p.block_size];
-      slot = block * p.block_size + j % p.block_size;
-      let kb = slot * hidden + h * HEAD_DIM;
-      var s = 0.0;
-      for (var d = 0u; d < HEAD_DIM; d++) { s = fma(q_s[d], f32(key_cache[kb + d]), s); }
-      score = s;
-    }
-    prob_s[lid] = score;
-    slot_s[lid] = slot;
-    workgroupBarrier();
-    var tile_max = m;
-    for (var i = 0u; i < TILE; i++) { tile_max = max(tile_max, prob_s[i]); }
-    workgroupBarrier();
-    let correction = exp(m - tile_max);
-    var pj = 0.0;
-    if (j < end) { pj = exp(score - tile_max); }
-    prob_s[lid] = pj;
-    workgroupBarrier();
-    var tile_sum = 0.0;
-    for (var i = 0u; i < TILE; i++) { tile_sum += prob_s[i]; }
-    l = l * correction + tile_sum;
-    m = tile_max;
     let n_keys = min(TILE, end - k0);
-    for (var di = 0u; di < DIMS_PER_THREAD; di++) {
-      let d = lid + di * TILE;
-      if (d < HEAD_DIM) {
-        var a = acc[di] * correction;
-        for (var i = 0u; i < n_keys; i++) {
-          a = fma(prob_s[i], f32(value_cache[slot_s[i] * hidden + h * HEAD_DIM + d]), a);
-        }
-        acc[di] = a;
+    // Keys and values of this tile into workgroup memory (zeros past the end, so unused lanes stay finite).
+    for (var e = lid; e < TILE * D4; e += WG) {
+      let j = e / D4;
+      let c = e % D4;
+      var kv = vec4<f32>();
+      var vv = vec4<f32>();
+      if (j < n_keys) {
+        let pos = k0 + j;
+        let slot = block_tables[seq * p.max_blocks_per_seq + pos / p.block_size] * p.block_size + pos % p.block_size;
+        let src = (slot * hidden + h * HEAD_DIM) / 4u + c;
+        kv = vec4<f32>(key_cache[src]);
+        vv = vec4<f32>(value_cache[src]);
       }
+      k_s[e] = kv;
+      v_s[e] = vv;
     }
     workgroupBarrier();
+    // Scores: one thread per (query, key), a sequential fma chain over the head dims.
+    for (var e = lid; e < count * TILE; e += WG) {
+      let i = e / TILE;
+      let j = e % TILE;
+      var s = NEG;
+      if (j < n_keys && k0 + j < positions[first + i] + 1u) {
+        var dot = 0.0;
+        for (var c = 0u; c < D4; c++) {
+          let kv = k_s[j * D4 + c];
+          let qb = i * HEAD_DIM + 4u * c;
+          dot = fma(q_s[qb], kv.x, dot);
+          dot = fma(q_s[qb + 1u], kv.y, dot);
+          dot = fma(q_s[qb + 2u], kv.z, dot);
+          dot = fma(q_s[qb + 3u], kv.w, dot);
+        }
+        s = dot;
+      }
+      s_s[e] = s;
+    }
+    workgroupBarrier();
+    // Online softmax, one thread per query, keys in order.
+    if (lid < count) {
+      let m_old = m_s[lid];
+      var tile_max = m_old;
+      for (var j = 0u; j < TILE; j++) { tile_max = max(tile_max, s_s[lid * TILE + j]); }
+      let correction = exp(m_old - tile_max);
+      var tile_sum = 0.0;
+      for (var j = 0u; j < TILE; j++) {
+        let sj = s_s[lid * TILE + j];
+        let pj = select(0.0, exp(sj - tile_max), sj > NEG);
+        s_s[lid * TILE + j] = pj;
+        tile_sum += pj;
+      }
+      l_s[lid] = l_s[lid] * correction + tile_sum;
+      m_s[lid] = tile_max;
+      corr_s[lid] = correction;
+    }
+    workgroupBarrier();
+    // Values: each thread owns up to R (query, vec4-of-dims) outputs.
+    let n_out = count * D4;
+    if (R > 0u && lid < n_out) { acc0 = accumulate(acc0, lid, n_keys); }
+    if (R > 1u && lid + WG < n_out) { acc1 = accumulate(acc1, lid + WG, n_keys); }
+    if (R > 2u && lid + 2u * WG < n_out) { acc2 = accumulate(acc2, lid + 2u * WG, n_keys); }
+    if (R > 3u && lid + 3u * WG < n_out) { acc3 = accumulate(acc3, lid + 3u * WG, n_keys); }
+    if (R > 4u && lid + 4u * WG < n_out) { acc4 = accumulate(acc4, lid + 4u * WG, n_keys); }
+    if (R > 5u && lid + 5u * WG < n_out) { acc5 = accumulate(acc5, lid + 5u * WG, n_keys); }
+    if (R > 6u && lid + 6u * WG < n_out) { acc6 = accumulate(acc6, lid + 6u * WG, n_keys); }
+    if (R > 7u && lid + 7u * WG < n_out) { acc7 = accumulate(acc7, lid + 7u * WG, n_keys); }
+    workgroupBarrier();
   }
-  if (DIRECT) {
-    // One partition: the reduce's arithmetic with weight exp(0) = 1, written directly.
-    for (var di = 0u; di < DIMS_PER_THREAD; di++) {
-      let d = lid + di * TILE;
-      if (d < HEAD_DIM) { out[t * hidden + h * HEAD_DIM + d] = {{A}}(acc[di] / l); }
-    }
-  } else {
-    let idx = (t * p.num_heads + h) * p.num_partitions + part;
-    if (lid == 0u) {
-      stats[2u * idx] = select(-3.0e38, m, begin < ctx);
-      stats[2u * idx + 1u] = l;
-    }
-    for (var di = 0u; di < DIMS_PER_THREAD; di++) {
-      let d = lid + di * TILE;
-      if (d < HEAD_DIM) { part_acc[idx * HEAD_DIM + d] = acc[di]; }
-    }
+  if (!DIRECT && lid < count) {
+    let pidx = ((first + lid) * p.num_heads + h) * p.num_partitions + part;
+    stats[2u * pidx] = select(NEG, m_s[lid], begin < end);
+    stats[2u * pidx + 1u] = l_s[lid];
   }
+  if (R > 0u) { finish(acc0, lid, first, count, h, part); }
+  if (R > 1u) { finish(acc1, lid + WG, first, count, h, part); }
+  if (R > 2u) { finish(acc2, lid + 2u * WG, first, count, h, part); }
+  if (R > 3u) { finish(acc3, lid + 3u * WG, first, count, h, part); }
+  if (R > 4u) { finish(acc4, lid + 4u * WG, first, count, h, part); }
+  if (R > 5u) { finish(acc5, lid + 5u * WG, first, count, h, part); }
+  if (R > 6u) { finish(acc6, lid + 6u * WG, first, count, h, part); }
+  if (R > 7u) { finish(acc7, lid + 7u * WG, first, count, h, part); }
 }

@@ -19,6 +19,26 @@ export interface AttentionBatch {
   maxBlocksPerSeq: number;
   /** Largest context (position + 1) any token in the batch has: sizes the split-K grid. */
   maxContext: number;
+  /** [numQueryBlocks] (first token, count) pairs: runs of at most queryBlockSize() tokens of one sequence. */
+  queryBlocks: GpuBuffer;
+  numQueryBlocks: number;
+}
+
+/** Query tokens per attention workgroup: they share each key/value tile read from the cache. */
+export function queryBlockSize(headDim: number): number {
+  return headDim <= 64 ? 16 : 8;
+}
+
+/**
+ * Cut each sequence's run of consecutive query tokens in the flat batch into blocks of at most `qb` tokens.
+ * `runs` are (first token index, token count) per sequence, in batch order.
+ */
+export function buildQueryBlocks(runs: ReadonlyArray<readonly [number, number]>, qb: number): Uint32Array {
+  const out: number[] = [];
+  for (const [first, count] of runs) {
+    for (let i = 0; i < count; i += qb) out.push(first + i, Math.min(qb, count - i));
+  }
+  return Uint32Array.from(out);
 }
 
 export interface KvCacheLayer {
@@ -53,14 +73,20 @@ export function pagedAttention(
   if (T > 65535) throw new RangeError(`pagedAttention: ${T} query tokens in one step exceeds 65535`);
   const parts = Math.ceil(a.batch.maxContext / ATTENTION_PARTITION);
   const direct = parts <= 1;
+  const qb = queryBlockSize(a.headDim);
+  if (a.headDim % 4 !== 0) throw new RangeError(`pagedAttention: head size ${a.headDim} must be a multiple of 4`);
+  const sharedBytes = 4 * (qb * a.headDim + 2 * 32 * a.headDim + qb * 32 + 3 * qb) + 16;
+  if (sharedBytes > gpu.caps.maxWorkgroupStorageSize) {
+    throw new RangeError(`pagedAttention: head size ${a.headDim} needs ${sharedBytes} bytes of workgroup memory, this device allows ${gpu.caps.maxWorkgroupStorageSize}`);
+  }
   const k = gpu.kernel(shaderSource('paged_attention', {
-    A: a.act, KV: a.kv, PART: ATTENTION_PARTITION, HEAD_DIM: a.headDim, DIRECT: direct,
+    A: a.act, KV: a.kv, PART: ATTENTION_PARTITION, HEAD_DIM: a.headDim, DIRECT: direct, QB: qb,
   }));
   const params = packParams([T, a.numHeads, a.headDim, a.blockSize, a.batch.maxBlocksPerSeq, parts, { f: 1 / Math.sqrt(a.headDim) }]);
   gpu.dispatch(k, [
     a.qkv, a.batch.positions, a.batch.tokenSeq, a.batch.blockTables, a.cache.key, a.cache.value, a.out,
-    a.scratch.stats, a.scratch.acc,
-  ], params, [T, a.numHeads, parts]);
+    a.scratch.stats, a.scratch.acc, a.batch.queryBlocks,
+  ], params, [a.batch.numQueryBlocks, a.numHeads, parts]);
   if (!direct) {
     const r = gpu.kernel(shaderSource('paged_attention_reduce', { A: a.act }));
     gpu.dispatch(r, [a.scratch.stats, a.scratch.acc, a.out], packParams([T, a.numHeads, a.headDim, parts]), [T, a.numHeads]);

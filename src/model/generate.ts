@@ -32,6 +32,7 @@ export interface GenerateResult {
 interface DecodeState extends SamplerBuffers {
   tokenSeq: GpuBuffer;
   logitIndices: GpuBuffer;
+  queryBlocks: GpuBuffer;
   /** Captured decode steps (forward + sampler), by attention partition count, replayed every step. */
   plans: Map<number, Recording>;
 }
@@ -54,9 +55,10 @@ async function decodeState(model: OptModel): Promise<DecodeState> {
     outTokens: await u32(model.config.maxPositions, 'decode.outTokens'),
     tokenSeq: await u32(1, 'decode.tokenSeq'),
     logitIndices: await u32(1, 'decode.logitIndices'),
+    queryBlocks: await u32(2, 'decode.queryBlocks'),
     plans: new Map(),
   };
-  model.extraBuffers.push(s.sampling, s.seqState, s.nextIds, s.nextPositions, s.nextSlots, s.outTokens, s.tokenSeq, s.logitIndices);
+  model.extraBuffers.push(s.sampling, s.seqState, s.nextIds, s.nextPositions, s.nextSlots, s.outTokens, s.tokenSeq, s.logitIndices, s.queryBlocks);
   decodeStates.set(model, s);
   return s;
 }
@@ -70,6 +72,7 @@ function decodePlan(model: OptModel, s: DecodeState, context: number, samplerArg
       model.runner.forward({
         numTokens: 1, tokenIds: s.nextIds, positions: s.nextPositions, tokenSeq: s.tokenSeq, slotMapping: s.nextSlots,
         blockTables: s.blockTables, maxBlocksPerSeq: model.maxBlocksPerSeq, maxContext: Math.min(parts * ATTENTION_PARTITION, model.runner.maxContext),
+        queryBlocks: s.queryBlocks, numQueryBlocks: 1,
       }, model.cache, 'all', 1, s.logits);
       sampleAndAdvance(model.gpu, s, samplerArgs);
     });
@@ -108,6 +111,7 @@ export async function generate(model: OptModel, prompt: readonly number[], param
   g.write(s.seqState, Uint32Array.of(prompt.length - 1, 0));
   g.write(s.tokenSeq, Uint32Array.of(0));
   g.write(s.logitIndices, Uint32Array.of(0));
+  g.write(s.queryBlocks, Uint32Array.of(0, 1));
   const samplerArgs = { numSeqs: 1, vocab: cfg.vocabSize, blockSize: model.blockSize, maxBlocksPerSeq: model.maxBlocksPerSeq, outCapacity: cfg.maxPositions };
 
   // Prefill in chunks; only the last chunk's last row needs logits.

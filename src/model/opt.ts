@@ -1,6 +1,7 @@
 import { InvalidInputError, WebGPUUnavailableError } from '../errors.ts';
 import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import type { ElementType } from '../kernels/shader.ts';
+import { buildQueryBlocks, queryBlockSize } from '../kernels/paged_attention.ts';
 import { parseOptConfig, type OptConfig } from './config.ts';
 import { OptForward, type StepInputs } from './forward.ts';
 import { uploadWeights, type OptGpuWeights } from './gpu_weights.ts';
@@ -86,6 +87,8 @@ export class OptModel {
       logitIndices: await u32(Math.max(maxLogitRows, maxStepTokens), 'step.logitIndices'),
       maxBlocksPerSeq: maxBlocks,
       maxContext: 0,
+      queryBlocks: await u32(2 * Math.ceil(maxStepTokens / queryBlockSize(config.headDim)), 'step.queryBlocks'),
+      numQueryBlocks: 0,
     };
     // One sequence owns every block, in order: block i holds positions [i*bs, (i+1)*bs).
     gpu.write(prefill.blockTables, Uint32Array.from({ length: maxBlocks }, (_, i) => i));
@@ -120,9 +123,11 @@ export class OptModel {
     g.write(p.positions, pos);
     g.write(p.tokenSeq, new Uint32Array(n));
     g.write(p.slotMapping, pos); // block i is block i, so the slot is the position
+    const blocks = buildQueryBlocks([[0, n]], queryBlockSize(this.config.headDim));
+    g.write(p.queryBlocks, blocks);
     const allRows = logitRows.length === n && logitRows.every((r, i) => r === i);
     if (logitRows.length && !allRows) g.write(p.logitIndices, Uint32Array.from(logitRows));
-    this.runner.forward({ ...p, numTokens: n, maxContext: end }, this.cache, allRows ? 'all' : p.logitIndices, logitRows.length, this.logitsBuffer);
+    this.runner.forward({ ...p, numTokens: n, maxContext: end, numQueryBlocks: blocks.length / 2 }, this.cache, allRows ? 'all' : p.logitIndices, logitRows.length, this.logitsBuffer);
   }
 
   /** Full logits [tokens.length, vocab] of a prompt (a fresh sequence), computed in chunks. */

@@ -5,7 +5,7 @@ import type { Gpu, GpuBuffer } from '../../src/gpu/gpu.ts';
 import { gatherRows, gatherRowsReference } from '../../src/kernels/embedding.ts';
 import { layerNorm, layerNormReference } from '../../src/kernels/layernorm.ts';
 import { linear, linearReference } from '../../src/kernels/linear.ts';
-import { ATTENTION_PARTITION, attentionReference, attentionScratchBytes, pagedAttention, writeKvCache } from '../../src/kernels/paged_attention.ts';
+import { ATTENTION_PARTITION, attentionReference, attentionScratchBytes, buildQueryBlocks, pagedAttention, queryBlockSize, writeKvCache } from '../../src/kernels/paged_attention.ts';
 import { argmaxReference, packSamplingRows, sampleAndAdvance } from '../../src/kernels/sample.ts';
 import { assert, assertEquals, maxAbsDiff, randomFloats, testGpu } from './helpers.ts';
 
@@ -14,6 +14,17 @@ async function upload(gpu: Gpu, data: Float32Array | Uint32Array, label = 'test'
   gpu.write(b, data);
   return b;
 }
+/** Query blocks for a flat batch whose tokens are grouped by sequence, in order. */
+async function queryBlocksFor(gpu: Gpu, seqs: number[], headDim: number): Promise<{ queryBlocks: GpuBuffer; numQueryBlocks: number }> {
+  const runs: Array<[number, number]> = [];
+  seqs.forEach((s, t) => {
+    if (t > 0 && seqs[t - 1] === s) runs[runs.length - 1][1]++;
+    else runs.push([t, 1]);
+  });
+  const blocks = buildQueryBlocks(runs, queryBlockSize(headDim));
+  return { queryBlocks: await upload(gpu, blocks), numQueryBlocks: blocks.length / 2 };
+}
+
 async function readF32(gpu: Gpu, b: GpuBuffer, n: number): Promise<Float32Array> {
   return new Float32Array(await gpu.read(b, 0, n * 4));
 }
@@ -121,6 +132,7 @@ Deno.test('paged attention: mixed batch over scattered blocks matches dense caus
       numTokens: tokens.length, positions: await upload(gpu, Uint32Array.from(tokens.map((t) => t.p))),
       tokenSeq: await upload(gpu, Uint32Array.from(tokens.map((t) => t.s))), slotMapping: await upload(gpu, allSlots),
       blockTables: await upload(gpu, tables), maxBlocksPerSeq: maxBlocks, maxContext: Math.max(...lens),
+      queryBlocks: await upload(gpu, new Uint32Array(2)), numQueryBlocks: 0,
     };
     const qkvBuf = await upload(gpu, qkv);
     writeKvCache(gpu, { qkv: qkvBuf, batch: fullBatch, cache, hidden: H, act: 'f32', kv: 'f32' });
@@ -141,11 +153,26 @@ Deno.test('paged attention: mixed batch over scattered blocks matches dense caus
         scratch: { stats: await gpu.createBuffer(sc.stats, 's'), acc: await gpu.createBuffer(sc.acc, 'a') },
         batch: {
           ...fullBatch, numTokens: stepTokens.length, positions: await upload(gpu, Uint32Array.from(positions)),
-          tokenSeq: await upload(gpu, Uint32Array.from(seqs)), maxContext,
+          tokenSeq: await upload(gpu, Uint32Array.from(seqs)), maxContext, ...await queryBlocksFor(gpu, seqs, headDim),
         },
       });
-      const err = maxAbsDiff(await readF32(gpu, out, stepTokens.length * H), want);
+      const batched = await readF32(gpu, out, stepTokens.length * H);
+      const err = maxAbsDiff(batched, want);
       assert(err < 2e-5, `heads=${numHeads} dim=${headDim} bs=${blockSize}: ${err}`);
+      // Batch invariance: each token alone (a block of one, as a decode step runs it) gives the same bits.
+      for (const t of [0, 5, stepTokens.length - 1]) {
+        const single = await gpu.createBuffer(H * 4, 'single');
+        const tok = stepTokens[t];
+        pagedAttention(gpu, {
+          qkv: await upload(gpu, qkv.slice(tok.i * 3 * H, (tok.i + 1) * 3 * H)), out: single, cache, numHeads, headDim, blockSize,
+          act: 'f32', kv: 'f32', scratch: { stats: await gpu.createBuffer(sc.stats, 's'), acc: await gpu.createBuffer(sc.acc, 'a') },
+          batch: {
+            ...fullBatch, numTokens: 1, positions: await upload(gpu, Uint32Array.of(tok.p)), tokenSeq: await upload(gpu, Uint32Array.of(tok.s)),
+            maxContext, queryBlocks: await upload(gpu, Uint32Array.of(0, 1)), numQueryBlocks: 1,
+          },
+        });
+        assertEquals(await readF32(gpu, single, H), batched.slice(t * H, (t + 1) * H), `token ${t} alone vs in the batch`);
+      }
     }
     // Short contexts only: the direct (one-partition) path gives the same bits as split-K would.
     const short = stepTokens.filter((t) => t.s === 0);
@@ -160,6 +187,7 @@ Deno.test('paged attention: mixed batch over scattered blocks matches dense caus
         batch: {
           ...fullBatch, numTokens: short.length, positions: await upload(gpu, Uint32Array.from(short.map((t) => t.p))),
           tokenSeq: await upload(gpu, Uint32Array.from(short.map((t) => t.s))), maxContext,
+          ...await queryBlocksFor(gpu, short.map((t) => t.s), headDim),
         },
       });
       return readF32(gpu, out, short.length * H);
