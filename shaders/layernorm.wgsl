@@ -37,9 +37,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   for (var i = lid; i < p.dim; i += WG) { s += f32(x[base + i]); }
   let mean = reduce_sum(lid, s) / f32(p.dim);
   var v = 0.0;
-  for (var i = lid; i < p.dim; i += WG) { let d = f32(x[base + i]) - mean; v += d * d; }
+  for (var i = lid; i < p.dim; i += WG) { let d = f32(x[base + i]) - mean; v = fma(d, d, v); }
   let rstd = inverseSqrt(reduce_sum(lid, v) / f32(p.dim) + p.eps);
   for (var i = lid; i < p.dim; i += WG) {
-    y[base + i] = {{A}}((f32(x[base + i]) - mean) * rstd * f32(gamma[i]) + f32(beta[i]));
+    y[base + i] = {{A}}(fma((f32(x[base + i]) - mean) * rstd, f32(gamma[i]), f32(beta[i])));
   }
 }

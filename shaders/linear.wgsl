@@ -4,6 +4,10 @@
 // columns tx + 16j, so stores are coalesced). K advances 16 at a time through workgroup memory whose rows are
 // padded to 5 vec4s (conflict-free vec4 reads). The 8x8 block is written out by hand: registers, not arrays,
 // because drivers do not reliably keep dynamically indexed arrays in registers.
+//
+// Reduction order (shared with linear_small.wgsl, so a row's result never depends on how many rows ran with
+// it, which kernel ran it, or where its tile fell): k is cut into segments of 64; each segment is a sequential
+// fma chain from 0; the segment sums are added in order; then + bias, relu, + residual.
 // flags: bit 0 bias, bit 1 relu, bit 2 residual. Requires K % 4 == 0. Accumulates in f32.
 {{ENABLE_F16}}
 struct Params {
@@ -24,6 +28,7 @@ struct Params {
 const TILE: u32 = 128u;
 const KQ: u32 = 4u;      // vec4s of K per step (16 values)
 const STRIDE: u32 = 5u;  // padded row stride in vec4s
+const SEG4: u32 = 16u;   // vec4s per reduction segment (64 values)
 var<workgroup> xs: array<vec4<f32>, 640>;
 var<workgroup> ws: array<vec4<f32>, 640>;
 
@@ -72,6 +77,24 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   var c6h = vec4<f32>();
   var c7l = vec4<f32>();
   var c7h = vec4<f32>();
+  var s0l = vec4<f32>();
+  var s0h = vec4<f32>();
+  var s1l = vec4<f32>();
+  var s1h = vec4<f32>();
+  var s2l = vec4<f32>();
+  var s2h = vec4<f32>();
+  var s3l = vec4<f32>();
+  var s3h = vec4<f32>();
+  var s4l = vec4<f32>();
+  var s4h = vec4<f32>();
+  var s5l = vec4<f32>();
+  var s5h = vec4<f32>();
+  var s6l = vec4<f32>();
+  var s6h = vec4<f32>();
+  var s7l = vec4<f32>();
+  var s7h = vec4<f32>();
+  var bl: vec4<f32>;
+  var bh: vec4<f32>;
   for (var k4 = 0u; k4 < K4; k4 += KQ) {
     // 128 rows x 4 vec4s of each operand: two of each per thread, four threads per row (64 contiguous bytes).
     for (var r = 0u; r < 2u; r++) {
@@ -104,24 +127,99 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       let b5 = ws[(tx + 80u) * STRIDE + q];
       let b6 = ws[(tx + 96u) * STRIDE + q];
       let b7 = ws[(tx + 112u) * STRIDE + q];
-      c0l += vec4<f32>(dot(a0, b0), dot(a0, b1), dot(a0, b2), dot(a0, b3));
-      c0h += vec4<f32>(dot(a0, b4), dot(a0, b5), dot(a0, b6), dot(a0, b7));
-      c1l += vec4<f32>(dot(a1, b0), dot(a1, b1), dot(a1, b2), dot(a1, b3));
-      c1h += vec4<f32>(dot(a1, b4), dot(a1, b5), dot(a1, b6), dot(a1, b7));
-      c2l += vec4<f32>(dot(a2, b0), dot(a2, b1), dot(a2, b2), dot(a2, b3));
-      c2h += vec4<f32>(dot(a2, b4), dot(a2, b5), dot(a2, b6), dot(a2, b7));
-      c3l += vec4<f32>(dot(a3, b0), dot(a3, b1), dot(a3, b2), dot(a3, b3));
-      c3h += vec4<f32>(dot(a3, b4), dot(a3, b5), dot(a3, b6), dot(a3, b7));
-      c4l += vec4<f32>(dot(a4, b0), dot(a4, b1), dot(a4, b2), dot(a4, b3));
-      c4h += vec4<f32>(dot(a4, b4), dot(a4, b5), dot(a4, b6), dot(a4, b7));
-      c5l += vec4<f32>(dot(a5, b0), dot(a5, b1), dot(a5, b2), dot(a5, b3));
-      c5h += vec4<f32>(dot(a5, b4), dot(a5, b5), dot(a5, b6), dot(a5, b7));
-      c6l += vec4<f32>(dot(a6, b0), dot(a6, b1), dot(a6, b2), dot(a6, b3));
-      c6h += vec4<f32>(dot(a6, b4), dot(a6, b5), dot(a6, b6), dot(a6, b7));
-      c7l += vec4<f32>(dot(a7, b0), dot(a7, b1), dot(a7, b2), dot(a7, b3));
-      c7h += vec4<f32>(dot(a7, b4), dot(a7, b5), dot(a7, b6), dot(a7, b7));
+      bl = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
+      bh = vec4<f32>(b4.x, b5.x, b6.x, b7.x);
+      s0l = fma(vec4<f32>(a0.x), bl, s0l);
+      s0h = fma(vec4<f32>(a0.x), bh, s0h);
+      s1l = fma(vec4<f32>(a1.x), bl, s1l);
+      s1h = fma(vec4<f32>(a1.x), bh, s1h);
+      s2l = fma(vec4<f32>(a2.x), bl, s2l);
+      s2h = fma(vec4<f32>(a2.x), bh, s2h);
+      s3l = fma(vec4<f32>(a3.x), bl, s3l);
+      s3h = fma(vec4<f32>(a3.x), bh, s3h);
+      s4l = fma(vec4<f32>(a4.x), bl, s4l);
+      s4h = fma(vec4<f32>(a4.x), bh, s4h);
+      s5l = fma(vec4<f32>(a5.x), bl, s5l);
+      s5h = fma(vec4<f32>(a5.x), bh, s5h);
+      s6l = fma(vec4<f32>(a6.x), bl, s6l);
+      s6h = fma(vec4<f32>(a6.x), bh, s6h);
+      s7l = fma(vec4<f32>(a7.x), bl, s7l);
+      s7h = fma(vec4<f32>(a7.x), bh, s7h);
+      bl = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
+      bh = vec4<f32>(b4.y, b5.y, b6.y, b7.y);
+      s0l = fma(vec4<f32>(a0.y), bl, s0l);
+      s0h = fma(vec4<f32>(a0.y), bh, s0h);
+      s1l = fma(vec4<f32>(a1.y), bl, s1l);
+      s1h = fma(vec4<f32>(a1.y), bh, s1h);
+      s2l = fma(vec4<f32>(a2.y), bl, s2l);
+      s2h = fma(vec4<f32>(a2.y), bh, s2h);
+      s3l = fma(vec4<f32>(a3.y), bl, s3l);
+      s3h = fma(vec4<f32>(a3.y), bh, s3h);
+      s4l = fma(vec4<f32>(a4.y), bl, s4l);
+      s4h = fma(vec4<f32>(a4.y), bh, s4h);
+      s5l = fma(vec4<f32>(a5.y), bl, s5l);
+      s5h = fma(vec4<f32>(a5.y), bh, s5h);
+      s6l = fma(vec4<f32>(a6.y), bl, s6l);
+      s6h = fma(vec4<f32>(a6.y), bh, s6h);
+      s7l = fma(vec4<f32>(a7.y), bl, s7l);
+      s7h = fma(vec4<f32>(a7.y), bh, s7h);
+      bl = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
+      bh = vec4<f32>(b4.z, b5.z, b6.z, b7.z);
+      s0l = fma(vec4<f32>(a0.z), bl, s0l);
+      s0h = fma(vec4<f32>(a0.z), bh, s0h);
+      s1l = fma(vec4<f32>(a1.z), bl, s1l);
+      s1h = fma(vec4<f32>(a1.z), bh, s1h);
+      s2l = fma(vec4<f32>(a2.z), bl, s2l);
+      s2h = fma(vec4<f32>(a2.z), bh, s2h);
+      s3l = fma(vec4<f32>(a3.z), bl, s3l);
+      s3h = fma(vec4<f32>(a3.z), bh, s3h);
+      s4l = fma(vec4<f32>(a4.z), bl, s4l);
+      s4h = fma(vec4<f32>(a4.z), bh, s4h);
+      s5l = fma(vec4<f32>(a5.z), bl, s5l);
+      s5h = fma(vec4<f32>(a5.z), bh, s5h);
+      s6l = fma(vec4<f32>(a6.z), bl, s6l);
+      s6h = fma(vec4<f32>(a6.z), bh, s6h);
+      s7l = fma(vec4<f32>(a7.z), bl, s7l);
+      s7h = fma(vec4<f32>(a7.z), bh, s7h);
+      bl = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
+      bh = vec4<f32>(b4.w, b5.w, b6.w, b7.w);
+      s0l = fma(vec4<f32>(a0.w), bl, s0l);
+      s0h = fma(vec4<f32>(a0.w), bh, s0h);
+      s1l = fma(vec4<f32>(a1.w), bl, s1l);
+      s1h = fma(vec4<f32>(a1.w), bh, s1h);
+      s2l = fma(vec4<f32>(a2.w), bl, s2l);
+      s2h = fma(vec4<f32>(a2.w), bh, s2h);
+      s3l = fma(vec4<f32>(a3.w), bl, s3l);
+      s3h = fma(vec4<f32>(a3.w), bh, s3h);
+      s4l = fma(vec4<f32>(a4.w), bl, s4l);
+      s4h = fma(vec4<f32>(a4.w), bh, s4h);
+      s5l = fma(vec4<f32>(a5.w), bl, s5l);
+      s5h = fma(vec4<f32>(a5.w), bh, s5h);
+      s6l = fma(vec4<f32>(a6.w), bl, s6l);
+      s6h = fma(vec4<f32>(a6.w), bh, s6h);
+      s7l = fma(vec4<f32>(a7.w), bl, s7l);
+      s7h = fma(vec4<f32>(a7.w), bh, s7h);
     }
     workgroupBarrier();
+    // End of a 64-value segment (or of K): fold the segment sums into the totals, in order.
+    if ((k4 + KQ) % SEG4 == 0u || k4 + KQ >= K4) {
+      c0l += s0l; s0l = vec4<f32>();
+      c0h += s0h; s0h = vec4<f32>();
+      c1l += s1l; s1l = vec4<f32>();
+      c1h += s1h; s1h = vec4<f32>();
+      c2l += s2l; s2l = vec4<f32>();
+      c2h += s2h; s2h = vec4<f32>();
+      c3l += s3l; s3l = vec4<f32>();
+      c3h += s3h; s3h = vec4<f32>();
+      c4l += s4l; s4l = vec4<f32>();
+      c4h += s4h; s4h = vec4<f32>();
+      c5l += s5l; s5l = vec4<f32>();
+      c5h += s5h; s5h = vec4<f32>();
+      c6l += s6l; s6l = vec4<f32>();
+      c6h += s6h; s6h = vec4<f32>();
+      c7l += s7l; s7l = vec4<f32>();
+      c7h += s7h; s7h = vec4<f32>();
+    }
   }
   store_row(m0 + ty + 0u, n0 + tx, c0l, c0h);
   store_row(m0 + ty + 16u, n0 + tx, c1l, c1h);

@@ -39,7 +39,7 @@ struct Params {
 
 const WG: u32 = 64u;
 const TILE: u32 = 32u;
-const QB: u32 = {{QB}}u;
+const QB: u32 = {{QB}}u;   // 16 or 8 (the score loop below serves queries lid / TILE + 2r, r < 8)
 const PART: u32 = {{PART}}u;
 const HEAD_DIM: u32 = {{HEAD_DIM}}u;
 const D4: u32 = HEAD_DIM / 4u;
@@ -48,7 +48,7 @@ const R: u32 = (QB * D4 + WG - 1u) / WG;
 const DIRECT: bool = {{DIRECT}};
 const NEG: f32 = -3.0e38;
 
-var<workgroup> q_s: array<f32, QB * HEAD_DIM>;
+var<workgroup> q_s: array<vec4<f32>, QB * D4>;
 var<workgroup> k_s: array<vec4<f32>, TILE * D4>;
 var<workgroup> v_s: array<vec4<f32>, TILE * D4>;
 var<workgroup> s_s: array<f32, QB * TILE>;     // scores, then probabilities
@@ -56,6 +56,21 @@ var<workgroup> corr_s: array<f32, QB>;         // this tile's rescale factor per
 var<workgroup> m_s: array<f32, QB>;
 var<workgroup> l_s: array<f32, QB>;
 var<workgroup> info_wg: vec4<u32>;             // first token, count, sequence, largest context
+
+fn dot_step(acc: f32, q: vec4<f32>, k: vec4<f32>) -> f32 {
+  var a = fma(q.x, k.x, acc);
+  a = fma(q.y, k.y, a);
+  a = fma(q.z, k.z, a);
+  return fma(q.w, k.w, a);
+}
+
+// Score of query i and key j of the tile, or NEG where the key is past the query's position (causal) or the tile.
+fn put_score(i: u32, j: u32, k0: u32, n_keys: u32, first: u32, count: u32, dot: f32) {
+  if (i >= count || i >= QB) { return; }
+  var s = NEG;
+  if (j < n_keys && k0 + j < positions[first + i] + 1u) { s = dot; }
+  s_s[i * TILE + j] = s;
+}
 
 fn accumulate(acc: vec4<f32>, idx: u32, n_keys: u32) -> vec4<f32> {
   // idx = query * D4 + vec4 index; keys in order, rescaled first (as the single-query path does).
@@ -100,10 +115,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let seq = info.z;
   let begin = part * PART;
   let end = min(info.w, begin + PART);
-  for (var e = lid; e < count * HEAD_DIM; e += WG) {
-    let i = e / HEAD_DIM;
-    let d = e % HEAD_DIM;
-    q_s[e] = f32(qkv[(first + i) * 3u * hidden + h * HEAD_DIM + d]) * p.scale;
+  for (var e = lid; e < count * D4; e += WG) {
+    let i = e / D4;
+    let b = (first + i) * 3u * hidden + h * HEAD_DIM + 4u * (e % D4);
+    q_s[e] = vec4<f32>(f32(qkv[b]), f32(qkv[b + 1u]), f32(qkv[b + 2u]), f32(qkv[b + 3u])) * p.scale;
   }
   if (lid < QB) { m_s[lid] = NEG; l_s[lid] = 0.0; }
   var acc0 = vec4<f32>(); var acc1 = vec4<f32>(); var acc2 = vec4<f32>(); var acc3 = vec4<f32>();
@@ -128,24 +143,31 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
       v_s[e] = vv;
     }
     workgroupBarrier();
-    // Scores: one thread per (query, key), a sequential fma chain over the head dims.
-    for (var e = lid; e < count * TILE; e += WG) {
-      let i = e / TILE;
-      let j = e % TILE;
-      var s = NEG;
-      if (j < n_keys && k0 + j < positions[first + i] + 1u) {
-        var dot = 0.0;
-        for (var c = 0u; c < D4; c++) {
-          let kv = k_s[j * D4 + c];
-          let qb = i * HEAD_DIM + 4u * c;
-          dot = fma(q_s[qb], kv.x, dot);
-          dot = fma(q_s[qb + 1u], kv.y, dot);
-          dot = fma(q_s[qb + 2u], kv.z, dot);
-          dot = fma(q_s[qb + 3u], kv.w, dot);
-        }
-        s = dot;
+    // Scores: thread lid takes key j = lid % TILE for queries i = lid / TILE + 2r (r < 8), so each key vec4
+    // it loads serves up to eight queries; per (query, key) a sequential fma chain over the head dims.
+    {
+      let j = lid % TILE;
+      let i0 = lid / TILE;
+      var d0 = 0.0; var d1 = 0.0; var d2 = 0.0; var d3 = 0.0; var d4 = 0.0; var d5 = 0.0; var d6 = 0.0; var d7 = 0.0;
+      for (var c = 0u; c < D4; c++) {
+        let kv = k_s[j * D4 + c];
+        d0 = dot_step(d0, q_s[min(i0, QB - 1u) * D4 + c], kv);
+        if (QB > 2u) { d1 = dot_step(d1, q_s[min(i0 + 2u, QB - 1u) * D4 + c], kv); }
+        if (QB > 4u) { d2 = dot_step(d2, q_s[min(i0 + 4u, QB - 1u) * D4 + c], kv); }
+        if (QB > 6u) { d3 = dot_step(d3, q_s[min(i0 + 6u, QB - 1u) * D4 + c], kv); }
+        if (QB > 8u) { d4 = dot_step(d4, q_s[min(i0 + 8u, QB - 1u) * D4 + c], kv); }
+        if (QB > 10u) { d5 = dot_step(d5, q_s[min(i0 + 10u, QB - 1u) * D4 + c], kv); }
+        if (QB > 12u) { d6 = dot_step(d6, q_s[min(i0 + 12u, QB - 1u) * D4 + c], kv); }
+        if (QB > 14u) { d7 = dot_step(d7, q_s[min(i0 + 14u, QB - 1u) * D4 + c], kv); }
       }
-      s_s[e] = s;
+      put_score(i0, j, k0, n_keys, first, count, d0);
+      put_score(i0 + 2u, j, k0, n_keys, first, count, d1);
+      put_score(i0 + 4u, j, k0, n_keys, first, count, d2);
+      put_score(i0 + 6u, j, k0, n_keys, first, count, d3);
+      put_score(i0 + 8u, j, k0, n_keys, first, count, d4);
+      put_score(i0 + 10u, j, k0, n_keys, first, count, d5);
+      put_score(i0 + 12u, j, k0, n_keys, first, count, d6);
+      put_score(i0 + 14u, j, k0, n_keys, first, count, d7);
     }
     workgroupBarrier();
     // Online softmax, one thread per query, keys in order.

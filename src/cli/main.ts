@@ -1,5 +1,5 @@
 /**
- * The Tandem CLI (Deno): `tandem logits | generate | tokenize | info`. With --json, exactly one JSON document
+ * The Tandem CLI (Deno): `tandem logits | generate | tokenize | info | verify`. With --json, exactly one JSON document
  * goes to stdout (also on error: {"error": {code, message}}); logs and progress go to stderr.
  */
 import { parseArgs } from 'node:util';
@@ -9,6 +9,7 @@ import { generate } from '../model/generate.ts';
 import { OptModel } from '../model/opt.ts';
 import { OptTokenizer } from '../model/tokenizer/index.ts';
 import { logitsSummary } from './logits_summary.ts';
+import { cmdVerify, exitCodeOf, formatVerify, VERIFY_OPTIONS, VERIFY_USAGE } from './verify.ts';
 
 const USAGE = `usage: tandem <command> [options]
   logits   --model SPEC (--tokens 2,45,99 | --prompt TEXT) [--dtype f32|f16] [--json]
@@ -16,6 +17,7 @@ const USAGE = `usage: tandem <command> [options]
            [--greedy | --temperature T --top-k K --top-p P --seed S] [--ignore-eos] [--dtype f32|f16] [--json]
   tokenize --prompt TEXT [--json]
   info     [--json]          WebGPU adapter, features and limits
+${VERIFY_USAGE}
 SPEC: a directory with config.json + weights, an http(s) base URL (e.g.
   https://huggingface.co/facebook/opt-125m/resolve/main/), or synthetic:CONFIG:SEED
   (CONFIG a config.json path or opt-125m).`;
@@ -35,6 +37,7 @@ const OPTIONS = {
   'block-size': { type: 'string' },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
+  ...VERIFY_OPTIONS,
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -134,6 +137,7 @@ async function cmdInfo(): Promise<unknown> {
 function printHuman(cmd: string, result: Record<string, unknown>): void {
   if (cmd === 'generate') console.log(result.text);
   else if (cmd === 'tokenize') console.log((result.ids as number[]).join(','));
+  else if (cmd === 'verify') console.log(formatVerify(result));
   else console.log(JSON.stringify(result, null, 2));
 }
 
@@ -152,7 +156,7 @@ export async function main(args: string[]): Promise<number> {
     return cmd || v.help ? 0 : 2;
   }
   const commands: Record<string, (v: Values) => Promise<unknown>> = {
-    logits: cmdLogits, generate: cmdGenerate, tokenize: cmdTokenize, info: cmdInfo,
+    logits: cmdLogits, generate: cmdGenerate, tokenize: cmdTokenize, info: cmdInfo, verify: cmdVerify,
   };
   const run = commands[cmd];
   if (!run) {
@@ -163,7 +167,7 @@ export async function main(args: string[]): Promise<number> {
     const result = (await run(v)) as Record<string, unknown>;
     if (v.json) console.log(JSON.stringify(result));
     else printHuman(cmd, result);
-    return 0;
+    return exitCodeOf(result);
   } catch (e) {
     const code = e instanceof TandemError ? e.code : 'internal';
     const message = e instanceof Error ? e.message : String(e);

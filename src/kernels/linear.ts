@@ -27,10 +27,13 @@ export interface LinearArgs {
   lnInput?: { gamma: GpuBuffer; beta: GpuBuffer };
 }
 
-/** Rows at or under which the weight-streaming GEMV kernel is used instead of the tiled one. */
+/**
+ * Rows at or under which the weight-streaming kernel (linear_small) is used instead of the tiled one. Both reduce
+ * in the same order, so the choice never changes a row's result.
+ */
 export const GEMV_MAX_ROWS = 4;
 
-/** y = act(x W^T + bias) + residual. Tiled GEMM for many rows, a memory-bound GEMV for a few. */
+/** y = act(x W^T + bias) + residual. Tiled GEMM for many rows, a weight-streaming kernel for a few; same bits either way. */
 export function linear(gpu: Gpu, a: LinearArgs): void {
   if (a.K % 4 !== 0) throw new RangeError(`linear: K = ${a.K} must be a multiple of 4`);
   if (a.M === 0) return;
@@ -39,9 +42,12 @@ export function linear(gpu: Gpu, a: LinearArgs): void {
   const types = { A: a.act, W: a.weight, Y: a.out ?? a.act };
   if (a.M <= GEMV_MAX_ROWS) {
     const ln = a.lnInput;
-    const k = gpu.kernel(shaderSource('gemv', { ...types, LN: Boolean(ln) }));
+    const k = gpu.kernel(shaderSource('linear_small', { ...types, LN: Boolean(ln), ROWS: a.M === 1 ? 1 : 4 }));
     const params = packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags, { f: LAYER_NORM_EPS }]);
-    gpu.dispatch(k, [...bindings, ln?.gamma ?? a.dummy, ln?.beta ?? a.dummy], params, grid1d(Math.ceil(a.N / 8)));
+    const segments = Math.ceil(a.K / 64);
+    if (segments > 256) throw new RangeError(`linear: K = ${a.K} exceeds the few-row kernel's 16384`);
+    const outsPerGroup = Math.floor(256 / segments);
+    gpu.dispatch(k, [...bindings, ln?.gamma ?? a.dummy, ln?.beta ?? a.dummy], params, grid1d(Math.ceil(a.N / outsPerGroup)));
   } else {
     if (a.lnInput) throw new RangeError('linear: a fused LayerNorm needs M <= GEMV_MAX_ROWS; run layerNorm first');
     const k = gpu.kernel(shaderSource('linear', types));

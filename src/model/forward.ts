@@ -152,7 +152,8 @@ export class OptForward {
     let hidden = b.hA;
     this.pendingFinalLn = null;
     if (w.finalLnGamma && w.finalLnBeta) {
-      if (fuseLn && !w.projectOut) this.pendingFinalLn = { gamma: w.finalLnGamma, beta: w.finalLnBeta };
+      // Fused into the head only for small vocabularies: every head workgroup recomputes the row statistics.
+      if (fuseLn && !w.projectOut && c.vocabSize <= 8192) this.pendingFinalLn = { gamma: w.finalLnGamma, beta: w.finalLnBeta };
       else {
         layerNorm(g, { x: b.hA, gamma: w.finalLnGamma, beta: w.finalLnBeta, y: b.normed, rows: T, dim: H, act, weight: wt });
         hidden = b.normed;

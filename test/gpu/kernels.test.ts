@@ -241,3 +241,40 @@ Deno.test('sampler: greedy argmax, top-k/top-p restrict the draw, seeds are repr
   }
   assert(seen.size > 1, 'different seeds should give different draws');
 });
+
+Deno.test('linear: a row gets the same bits alone, in any group of rows, tiled or streaming, with or without a fused LayerNorm', async () => {
+  const gpu = await testGpu();
+  const dummy = await gpu.createBuffer(16, 'dummy');
+  for (const [N, K] of [[70, 768], [33, 64], [130, 3072]]) {
+    const M = 9;
+    const x = randomFloats(M * K, K + 1, 2), w = randomFloats(N * K, N + 2, 0.2), bias = randomFloats(N, 5, 0.1);
+    const gamma = randomFloats(K, 8, 1), beta = randomFloats(K, 9, 0.1), res = randomFloats(M * N, 10);
+    const xb = await upload(gpu, x), wb = await upload(gpu, w), bb = await upload(gpu, bias), rb = await upload(gpu, res);
+    const gb = await upload(gpu, gamma), beb = await upload(gpu, beta);
+    for (const ln of [false, true]) {
+      // All 9 rows at once: the tiled kernel, after a separate LayerNorm.
+      let input = xb;
+      if (ln) {
+        input = await gpu.createBuffer(M * K * 4, 'normed');
+        layerNorm(gpu, { x: xb, gamma: gb, beta: beb, y: input, rows: M, dim: K, act: 'f32', weight: 'f32' });
+      }
+      const all = await gpu.createBuffer(M * N * 4, 'all');
+      linear(gpu, { x: input, w: wb, bias: bb, residual: rb, y: all, M, N, K, relu: true, act: 'f32', weight: 'f32', dummy });
+      const want = await readF32(gpu, all, M * N);
+      // The same rows in groups of 1..4: the streaming kernel (LayerNorm fused when ln).
+      for (const group of [1, 3, 4]) {
+        for (let m0 = 0; m0 < M; m0 += group) {
+          const g = Math.min(group, M - m0);
+          const xs = await upload(gpu, x.slice(m0 * K, (m0 + g) * K));
+          const rs = await upload(gpu, res.slice(m0 * N, (m0 + g) * N));
+          const y = await gpu.createBuffer(g * N * 4, 'y');
+          linear(gpu, {
+            x: xs, w: wb, bias: bb, residual: rs, y, M: g, N, K, relu: true, act: 'f32', weight: 'f32', dummy,
+            lnInput: ln ? { gamma: gb, beta: beb } : undefined,
+          });
+          assertEquals(await readF32(gpu, y, g * N), want.slice(m0 * N, (m0 + g) * N), `N=${N} K=${K} ln=${ln} rows ${m0}..${m0 + g}`);
+        }
+      }
+    }
+  }
+});

@@ -1,0 +1,223 @@
+/**
+ * Tandem's prefill against onnxruntime-web on the same OPT-125m (synthetic weights), in one Deno process on
+ * one GPU. The ONNX model is Tandem's own export (src/onnx/export.ts, f32, opset 17), run on each
+ * onnxruntime-web execution provider that works here:
+ *   webgpu  onnxruntime-web/webgpu, the native WebGPU EP      (ort-wasm-simd-threaded.asyncify.wasm)
+ *   jsep    onnxruntime-web/all, the JS WebGPU EP ("JSEP")     (ort-wasm-simd-threaded.jsep.wasm)
+ *   wasm    onnxruntime-web/wasm, the CPU (wasm SIMD) EP       (ort-wasm-simd-threaded.wasm)
+ * A provider that fails records its exact error instead of figures.
+ *
+ * Measured per shape B×L (B sequences of L tokens, one prefill step):
+ *   last_token_logits  logits only for each sequence's last token (what serving needs; ONNX: the
+ *                      lastTokenOnly export, output [B, vocab])
+ *   all_logits         logits for all B·L positions (ONNX: the full export, output [B, L, vocab])
+ * Timing: a warm-up run, then the median of 3 repetitions of `iters` back-to-back runs followed by one wait for
+ * the GPU (Tandem: gpu.sync(); ONNX on WebGPU: outputs kept on the GPU, then the EP's device's
+ * queue.onSubmittedWorkDone()); the wasm EP's runs are synchronous CPU work with CPU outputs.
+ *
+ * Usage: deno run -A --unstable-webgpu bench/onnx_bench.ts [--providers webgpu,jsep,wasm] [--shapes 1x512,8x512]
+ *          [--wasm-shapes 1x128] [--modes last,all] [--iters 5] [--threads 1] [--ort-dist DIR] [--out FILE]
+ * --ort-dist DIR: a folder with onnxruntime-web's .wasm files (plain or .gz), for a bundled run with no
+ * node_modules (see bench/bundle_onnx.sh). Prints one JSON document on stdout; progress on stderr.
+ */
+import { LocalGpu } from '../src/gpu/local.ts';
+import { buildQueryBlocks, queryBlockSize } from '../src/kernels/paged_attention.ts';
+import { parseOptConfig, type OptConfig } from '../src/model/config.ts';
+import { OptForward } from '../src/model/forward.ts';
+import { uploadWeights } from '../src/model/gpu_weights.ts';
+import { allocateKvCache } from '../src/model/kv_cache.ts';
+import { loadCheckpoint } from '../src/model/weights/sources.ts';
+import { buildOptOnnxModel, encodeOnnxModel } from '../src/onnx/export.ts';
+import { loadOrt, type Ort, type OrtFlavor } from '../src/onnx/ort.ts';
+
+const args = Deno.args;
+const opt = (name: string, dflt: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const parseShapes = (s: string) => s.split(',').filter(Boolean).map((x) => {
+  const [b, l] = x.split('x').map(Number);
+  if (!(b > 0 && l > 0)) throw new Error(`bad shape "${x}" (want BxL, e.g. 8x512)`);
+  return { B: b, L: l, key: `${b}x${l}` };
+});
+const providers = opt('providers', 'webgpu,jsep,wasm').split(',').filter(Boolean) as OrtFlavor[];
+const shapes = parseShapes(opt('shapes', '1x512,8x512'));
+const wasmShapes = parseShapes(opt('wasm-shapes', '1x128'));
+const modes = opt('modes', 'last,all').split(',').filter(Boolean) as Array<'last' | 'all'>;
+const iters = Number(opt('iters', '5'));
+const threads = Number(opt('threads', '1'));
+const ortDist = opt('ort-dist', '') || undefined;
+const out = opt('out', '');
+const log = (...a: unknown[]) => console.error(...a);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const MODE_KEY = { last: 'last_token_logits', all: 'all_logits' } as const;
+const figure = (ms: number, tokens: number) => ({ ms: +ms.toFixed(2), tok_per_s: +((tokens / ms) * 1e3).toFixed(0) });
+
+/** Median over 3 repetitions of (iters runs + one wait) / iters, after one warm-up run + wait. */
+async function timeIt(label: string, run: () => unknown, wait: () => Promise<unknown>, n = iters): Promise<number> {
+  await run();
+  await wait();
+  const times: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await run();
+    await wait();
+    times.push((performance.now() - t0) / n);
+  }
+  const m = median(times);
+  log(`${label}: ${m.toFixed(2)} ms`);
+  return m;
+}
+
+const res: Record<string, unknown> = { date: new Date().toISOString(), deno: Deno.version.deno, iters, shapes: shapes.map((s) => s.key) };
+const ckpt = await loadCheckpoint('synthetic:opt-125m:1');
+const cfg: OptConfig = parseOptConfig(ckpt.configJson);
+const ids = (B: number, L: number) => Array.from({ length: B }, (_, s) => Array.from({ length: L }, (_, i) => 4 + (((s * L + i) * 104729) % 50000)));
+
+// ------------------------------------------------------------------------------------------------ Tandem
+{
+  const gpu = await LocalGpu.create();
+  res.adapter = gpu.caps.adapterDescription;
+  log('Tandem adapter', gpu.caps.adapterDescription);
+  const weights = await uploadWeights(gpu, cfg, ckpt.tensors, 'f32');
+  const tandem: Record<string, unknown> = {};
+  for (const { B, L, key } of shapes) {
+    const T = B * L, blockSize = 16;
+    const runner = await OptForward.create(gpu, cfg, weights, { maxTokens: T, maxLogitRows: L, maxContext: L });
+    const blocksPerSeq = Math.ceil(L / blockSize);
+    const cache = await allocateKvCache(gpu, cfg, { blockSize, numBlocks: B * blocksPerSeq, dtype: 'f32' });
+    const u32 = async (data: Uint32Array, label: string) => {
+      const b = await gpu.createBuffer(data.byteLength, label);
+      gpu.write(b, data);
+      return b;
+    };
+    const flat = ids(B, L).flat();
+    const inputs = {
+      numTokens: T,
+      tokenIds: await u32(Uint32Array.from(flat), 'ids'),
+      positions: await u32(Uint32Array.from({ length: T }, (_, i) => i % L), 'pos'),
+      tokenSeq: await u32(Uint32Array.from({ length: T }, (_, i) => Math.floor(i / L)), 'seq'),
+      slotMapping: await u32(Uint32Array.from({ length: T }, (_, i) => Math.floor(i / L) * blocksPerSeq * blockSize + (i % L)), 'slots'),
+      blockTables: await u32(Uint32Array.from({ length: B * blocksPerSeq }, (_, i) => i), 'tables'),
+      maxBlocksPerSeq: blocksPerSeq,
+      maxContext: L,
+      queryBlocks: await u32(buildQueryBlocks(Array.from({ length: B }, (_, s) => [s * L, L] as const), queryBlockSize(cfg.headDim)), 'qblocks'),
+      numQueryBlocks: B * Math.ceil(L / queryBlockSize(cfg.headDim)),
+    };
+    const lastRows = await u32(Uint32Array.from({ length: B }, (_, s) => s * L + L - 1), 'last');
+    const logits = await gpu.createBuffer(L * cfg.vocabSize * 4, 'logits');
+    const allRows = await Promise.all(Array.from({ length: B }, (_, s) => u32(Uint32Array.from({ length: L }, (_, i) => s * L + i), `rows${s}`)));
+    const entry: Record<string, unknown> = {};
+    if (modes.includes('last')) {
+      const ms = await timeIt(`Tandem ${key} last-token logits`, () => runner.forward(inputs, cache, lastRows, B, logits), () => gpu.sync());
+      entry.last_token_logits = figure(ms, T);
+    }
+    if (modes.includes('all')) {
+      const ms = await timeIt(`Tandem ${key} all logits`, () => {
+        runner.forward(inputs, cache, lastRows, 0, logits);
+        for (let s = 0; s < B; s++) runner.logitsFor(allRows[s], L, logits);
+      }, () => gpu.sync());
+      entry.all_logits = figure(ms, T);
+    }
+    tandem[key] = entry;
+    for (const b of [...runner.buffers(), ...cache.layers.flatMap((l) => [l.key, l.value]), inputs.tokenIds, inputs.positions,
+      inputs.tokenSeq, inputs.slotMapping, inputs.blockTables, inputs.queryBlocks, lastRows, logits, ...allRows]) gpu.destroyBuffer(b);
+  }
+  res.tandem_f32 = tandem;
+  gpu.destroy();
+}
+
+// ------------------------------------------------------------------------------------------------ onnxruntime-web
+const modelBytes: Partial<Record<'last' | 'all', Uint8Array>> = {};
+for (const mode of modes) {
+  const t0 = performance.now();
+  modelBytes[mode] = encodeOnnxModel(buildOptOnnxModel(cfg, ckpt.tensors, { lastTokenOnly: mode === 'last' }));
+  log(`ONNX export (${mode}): ${(modelBytes[mode]!.byteLength / 1e6).toFixed(1)} MB in ${(performance.now() - t0).toFixed(0)} ms`);
+}
+
+const ortRes: Record<string, unknown> = {};
+for (const flavor of providers) {
+  const ep: 'webgpu' | 'wasm' = flavor === 'wasm' ? 'wasm' : 'webgpu';
+  const entry: Record<string, unknown> = { execution_provider: ep, build: { webgpu: 'onnxruntime-web/webgpu', jsep: 'onnxruntime-web/all', wasm: 'onnxruntime-web/wasm' }[flavor] };
+  ortRes[flavor] = entry;
+  let ort: Ort;
+  try {
+    ort = await loadOrt(flavor, { distDir: ortDist, numThreads: threads });
+    res.ort_version = ort.env.versions.web;
+  } catch (e) {
+    entry.error = `loading onnxruntime-web (${flavor}): ${(e as Error)?.stack ?? e}`;
+    log(entry.error);
+    continue;
+  }
+  let sync = async () => {};
+  if (ep === 'webgpu') {
+    // The EP's own device (it makes one from the default adapter); its queue is what we wait on.
+    // deno-lint-ignore no-explicit-any
+    const webgpuEnv = ort.env.webgpu as any;
+    webgpuEnv.powerPreference = 'high-performance';
+  }
+  for (const { B, L, key } of ep === 'wasm' ? wasmShapes : shapes) {
+    const perShape: Record<string, unknown> = {};
+    entry[key] = perShape;
+    for (const mode of modes) {
+      let session: Awaited<ReturnType<Ort['InferenceSession']['create']>> | undefined;
+      try {
+        const t0 = performance.now();
+        session = await ort.InferenceSession.create(modelBytes[mode]!, {
+          executionProviders: [ep],
+          graphOptimizationLevel: 'all',
+          ...(ep === 'webgpu' ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
+        });
+        const sessionMs = performance.now() - t0;
+        if (ep === 'webgpu' && !entry.adapter) {
+          const device = await ort.env.webgpu.device as GPUDevice;
+          const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+          entry.adapter = info ? `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.trim() : 'unknown';
+          sync = () => device.queue.onSubmittedWorkDone();
+        }
+        const T = B * L;
+        const data = new BigInt64Array(ids(B, L).flat().map(BigInt));
+        const feeds = { input_ids: new ort.Tensor('int64', data, [B, L]) };
+        const s = session;
+        const run = async () => {
+          const outMap = await s.run(feeds);
+          for (const v of Object.values(outMap)) v.dispose();
+        };
+        const n = ep === 'wasm' ? 1 : iters;
+        const ms = await timeIt(`onnxruntime-web ${flavor} ${key} ${MODE_KEY[mode]}`, run, sync, n);
+        // One run with the output read back, as a check that it computed something finite.
+        const check = await s.run(feeds);
+        const outTensor = Object.values(check)[0];
+        const values = (await outTensor.getData()) as Float32Array;
+        outTensor.dispose();
+        let finite = true;
+        for (let i = 0; i < values.length; i += 997) if (!Number.isFinite(values[i])) { finite = false; break; }
+        perShape[MODE_KEY[mode]] = { ...figure(ms, T), session_create_ms: +sessionMs.toFixed(0), output_finite: finite };
+      } catch (e) {
+        const msg = `${(e as Error)?.message ?? e}`;
+        perShape[MODE_KEY[mode]] = { error: msg };
+        log(`onnxruntime-web ${flavor} ${key} ${mode}: ERROR ${msg}`);
+      } finally {
+        await session?.release().catch(() => {});
+      }
+    }
+  }
+}
+res.onnxruntime_web = ortRes;
+
+// Tandem / onnxruntime-web throughput ratios (> 1: Tandem is faster), where both ran.
+const ratios: Record<string, number> = {};
+const tandemFig = res.tandem_f32 as Record<string, Record<string, { tok_per_s: number }>>;
+for (const [flavor, entry] of Object.entries(ortRes) as Array<[string, Record<string, Record<string, { tok_per_s?: number }>>]>) {
+  for (const [key, perShape] of Object.entries(entry)) {
+    if (typeof perShape !== 'object' || perShape === null) continue;
+    for (const [mode, fig] of Object.entries(perShape)) {
+      const t = tandemFig[key]?.[mode]?.tok_per_s;
+      if (t && fig?.tok_per_s) ratios[`${flavor} ${key} ${mode}`] = +(t / fig.tok_per_s).toFixed(2);
+    }
+  }
+}
+res.tandem_over_ort_throughput = ratios;
+console.log(JSON.stringify(res, null, 1));
+if (out) await Deno.writeTextFile(out, JSON.stringify(res, null, 1));
+Deno.exit(0);
