@@ -14,10 +14,12 @@ export class KvCacheTooSmallError extends TandemError {
   readonly availableBlocks: number;
   readonly maxModelLen: number;
   readonly blockSize: number;
-  constructor(a: { neededBlocks: number; availableBlocks: number; maxModelLen: number; blockSize: number }) {
+  /** `detail`: where the blocks went (memory budget, weights, activations), prepended to the message. */
+  constructor(a: { neededBlocks: number; availableBlocks: number; maxModelLen: number; blockSize: number; detail?: string }) {
     super(
       'kv_cache_too_small',
-      `the KV cache has ${a.availableBlocks} blocks of ${a.blockSize} tokens, but one request of maxModelLen=` +
+      (a.detail ? `${a.detail}: ` : '') +
+        `the KV cache has ${a.availableBlocks} blocks of ${a.blockSize} tokens, but one request of maxModelLen=` +
         `${a.maxModelLen} tokens needs ${a.neededBlocks} blocks: raise gpuMemoryUtilization (or the GPU's ` +
         `memory share) or lower maxModelLen to at most ${a.availableBlocks * a.blockSize}`,
     );

@@ -1,0 +1,134 @@
+/**
+ * The engine core (vLLM v1's EngineCore): a Scheduler and KVCacheManager (CPU bookkeeping) driving a
+ * ModelRunner (GPU). `step()` is one scheduling decision, one forward, one sampling pass; `generate()` runs
+ * requests to completion. The user-facing `LLM` API (text in, streaming, metrics, sleep, weight updates) is
+ * built on this.
+ */
+import { InvalidInputError } from '../errors.ts';
+import type { Gpu } from '../gpu/gpu.ts';
+import type { ElementType } from '../kernels/shader.ts';
+import type { SamplingRow } from '../kernels/sample.ts';
+import { parseOptConfig, type OptConfig } from '../model/config.ts';
+import { uploadWeights, type OptGpuWeights } from '../model/gpu_weights.ts';
+import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
+import type { Checkpoint } from '../model/weights/types.ts';
+import { KVCacheManager } from './kv_cache_manager.ts';
+import { ModelRunner } from './model_runner.ts';
+import { Request, type FinishReason, type RequestSamplingParams } from './request.ts';
+import { Scheduler, type RequestStepOutput } from './scheduler.ts';
+
+export interface SamplingParams extends RequestSamplingParams {
+  /** 0 (default) = greedy. */
+  temperature?: number;
+  /** 0 = off. */
+  topK?: number;
+  /** 1 = off. */
+  topP?: number;
+  /** Per-request seed: its draws depend on (seed, position) only, never on the batch. */
+  seed?: number;
+}
+
+export interface EngineOptions {
+  dtype?: ElementType;
+  blockSize?: number;
+  /** KV-cache blocks (a later version sizes this from gpuMemoryUtilization). */
+  numBlocks: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  maxModelLen?: number;
+  enablePrefixCaching?: boolean;
+}
+
+export interface RequestOutput {
+  requestId: string;
+  promptTokenIds: readonly number[];
+  tokenIds: number[];
+  finishReason: FinishReason | null;
+}
+
+export class LLMEngine {
+  readonly config: OptConfig;
+  readonly scheduler: Scheduler<SamplingParams>;
+  readonly kv: KVCacheManager;
+  readonly runner: ModelRunner;
+  readonly weights: OptGpuWeights;
+  private nextId = 0;
+  private nextSeed = 0x5eed;
+
+  private constructor(config: OptConfig, weights: OptGpuWeights, kv: KVCacheManager, scheduler: Scheduler<SamplingParams>, runner: ModelRunner) {
+    this.config = config;
+    this.weights = weights;
+    this.kv = kv;
+    this.scheduler = scheduler;
+    this.runner = runner;
+  }
+
+  static async create(gpu: Gpu, source: ModelSpec | Checkpoint, opts: EngineOptions): Promise<LLMEngine> {
+    const ckpt = typeof source === 'object' && source !== null && 'configJson' in source ? source as Checkpoint : await loadCheckpoint(source as ModelSpec);
+    const config = parseOptConfig(ckpt.configJson);
+    const dtype = opts.dtype ?? 'f32';
+    const blockSize = opts.blockSize ?? 16;
+    const maxModelLen = opts.maxModelLen ?? config.maxPositions;
+    const maxNumSeqs = opts.maxNumSeqs ?? 64;
+    const maxNumBatchedTokens = opts.maxNumBatchedTokens ?? 512;
+    const kv = new KVCacheManager({ numBlocks: opts.numBlocks, blockSize, maxModelLen, enablePrefixCaching: opts.enablePrefixCaching ?? true });
+    const scheduler = new Scheduler<SamplingParams>({ maxNumSeqs, maxNumBatchedTokens }, kv);
+    const weights = await uploadWeights(gpu, config, ckpt.tensors, dtype);
+    const runner = await ModelRunner.create(gpu, config, weights, {
+      maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks: opts.numBlocks, kvDtype: dtype,
+    });
+    return new LLMEngine(config, weights, kv, scheduler, runner);
+  }
+
+  addRequest(promptTokenIds: readonly number[], params: SamplingParams = {}, requestId = `req-${this.nextId++}`): Request<SamplingParams> {
+    promptTokenIds.forEach((t, i) => {
+      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
+        throw new InvalidInputError(`request ${requestId}: token ${i} is ${t}, outside the vocabulary [0, ${this.config.vocabSize})`);
+      }
+    });
+    // A sampled request without a seed gets one now, so its draws are still a function of (seed, position).
+    const seeded = (params.temperature ?? 0) > 0 && params.seed === undefined ? { ...params, seed: this.nextSeed++ } : params;
+    const req = new Request<SamplingParams>({ requestId, promptTokenIds, samplingParams: seeded, eosTokenId: this.config.eosTokenId });
+    this.scheduler.addRequest(req);
+    return req;
+  }
+
+  abort(requestId: string): boolean {
+    return this.scheduler.abort(requestId);
+  }
+
+  hasUnfinishedRequests(): boolean {
+    return this.scheduler.hasUnfinishedRequests();
+  }
+
+  /** One engine step: schedule, run, sample, update. */
+  async step(): Promise<RequestStepOutput[]> {
+    const out = this.scheduler.schedule();
+    if (out.chunks.length === 0) return this.scheduler.updateFromOutput(out, new Map());
+    const sampled = await this.runner.execute(out.chunks.map((c) => {
+      const req = this.scheduler.getRequest(c.requestId)!;
+      const p = req.samplingParams;
+      const sampling: SamplingRow = { temperature: p.temperature ?? 0, topK: p.topK ?? 0, topP: p.topP ?? 1, seed: p.seed ?? 0 };
+      return { ...c, sampling };
+    }));
+    const tokens = new Map<string, number[]>();
+    for (const [id, t] of sampled) tokens.set(id, [t]);
+    return this.scheduler.updateFromOutput(out, tokens);
+  }
+
+  /** Serve every prompt to completion (continuous batching) and return outputs in input order. */
+  async generate(prompts: ReadonlyArray<readonly number[]>, params: SamplingParams | SamplingParams[] = {}): Promise<RequestOutput[]> {
+    const reqs = prompts.map((p, i) => this.addRequest(p, Array.isArray(params) ? params[i] : params));
+    const outputs = new Map<string, RequestOutput>();
+    for (const r of reqs) outputs.set(r.requestId, { requestId: r.requestId, promptTokenIds: r.promptTokenIds, tokenIds: [], finishReason: null });
+    while (reqs.some((r) => !r.isFinished)) {
+      for (const o of await this.step()) {
+        const res = outputs.get(o.requestId);
+        if (!res) continue;
+        if (o.finished) res.finishReason = o.finishReason;
+      }
+    }
+    for (const r of reqs) outputs.get(r.requestId)!.tokenIds = [...r.outputTokenIds];
+    return reqs.map((r) => outputs.get(r.requestId)!);
+  }
+}

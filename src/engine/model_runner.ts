@@ -1,0 +1,177 @@
+/**
+ * The model runner (vLLM v1's GPUModelRunner): turns one scheduler step into one forward over the flat batch
+ * and one GPU sampling pass, and returns the sampled token of every request whose chunk reached its last token.
+ *
+ * Step inputs are packed on the CPU into persistent buffers (token ids, positions, token-to-sequence index, slot
+ * mapping, block tables, query blocks, logit rows, sampling rows) and uploaded once per step; nothing is
+ * allocated or compiled in the steady state. Only the sampled ids are read back.
+ *
+ * Every kernel reduces in a fixed order per token (linear layers in 64-value segments whatever the row count;
+ * attention per query in key order whatever the query block), so a request's tokens do not depend on what else
+ * is in the batch, on chunking or on prefix-cache hits: batch invariance by construction.
+ */
+import { InvalidInputError } from '../errors.ts';
+import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
+import { buildQueryBlocks, queryBlockSize } from '../kernels/paged_attention.ts';
+import { packSamplingRows, sampleAndAdvance, type SamplingRow } from '../kernels/sample.ts';
+import type { OptConfig } from '../model/config.ts';
+import { OptForward } from '../model/forward.ts';
+import type { OptGpuWeights } from '../model/gpu_weights.ts';
+import { allocateKvCache, type PagedKvCache } from '../model/kv_cache.ts';
+import type { ElementType } from '../kernels/shader.ts';
+
+/** One request's part of a step, as the scheduler hands it over (ScheduledChunk's fields the runner reads). */
+export interface RunnerChunk {
+  requestId: string;
+  tokenIds: readonly number[];
+  startPosition: number;
+  blockIds: readonly number[];
+  samplesToken: boolean;
+  sampling: SamplingRow;
+}
+
+export interface ModelRunnerConfig {
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  maxModelLen: number;
+  blockSize: number;
+  numBlocks: number;
+  kvDtype: ElementType;
+}
+
+interface StepBuffers {
+  tokenIds: GpuBuffer;
+  positions: GpuBuffer;
+  tokenSeq: GpuBuffer;
+  slotMapping: GpuBuffer;
+  blockTables: GpuBuffer;
+  queryBlocks: GpuBuffer;
+  logitIndices: GpuBuffer;
+  logits: GpuBuffer;
+  sampling: GpuBuffer;
+  seqState: GpuBuffer;
+  nextIds: GpuBuffer;
+  nextPositions: GpuBuffer;
+  nextSlots: GpuBuffer;
+  sampled: GpuBuffer;
+}
+
+export class ModelRunner {
+  readonly config: OptConfig;
+  readonly runnerConfig: ModelRunnerConfig;
+  readonly cache: PagedKvCache;
+  readonly maxBlocksPerSeq: number;
+  private readonly gpu: Gpu;
+  private readonly forward: OptForward;
+  private readonly buf: StepBuffers;
+
+  private constructor(gpu: Gpu, config: OptConfig, rc: ModelRunnerConfig, forward: OptForward, cache: PagedKvCache, buf: StepBuffers) {
+    this.gpu = gpu;
+    this.config = config;
+    this.runnerConfig = rc;
+    this.forward = forward;
+    this.cache = cache;
+    this.buf = buf;
+    this.maxBlocksPerSeq = Math.ceil(rc.maxModelLen / rc.blockSize);
+  }
+
+  static async create(gpu: Gpu, config: OptConfig, weights: OptGpuWeights, rc: ModelRunnerConfig): Promise<ModelRunner> {
+    if (rc.maxModelLen > config.maxPositions) {
+      throw new InvalidInputError(`maxModelLen ${rc.maxModelLen} exceeds the model's ${config.maxPositions} positions`);
+    }
+    const T = rc.maxNumBatchedTokens, S = rc.maxNumSeqs;
+    const forward = await OptForward.create(gpu, config, weights, { maxTokens: T, maxLogitRows: S, maxContext: rc.maxModelLen });
+    const cache = await allocateKvCache(gpu, config, { blockSize: rc.blockSize, numBlocks: rc.numBlocks, dtype: rc.kvDtype });
+    const maxBlocks = Math.ceil(rc.maxModelLen / rc.blockSize);
+    const u32 = (n: number, label: string) => gpu.createBuffer(4 * Math.max(1, n), label);
+    const qb = queryBlockSize(config.headDim);
+    const buf: StepBuffers = {
+      tokenIds: await u32(T, 'runner.tokenIds'),
+      positions: await u32(T, 'runner.positions'),
+      tokenSeq: await u32(T, 'runner.tokenSeq'),
+      slotMapping: await u32(T, 'runner.slotMapping'),
+      blockTables: await u32(S * maxBlocks, 'runner.blockTables'),
+      // Each sequence's run is cut into blocks of qb tokens: at most T / qb + S blocks.
+      queryBlocks: await u32(2 * (Math.ceil(T / qb) + S), 'runner.queryBlocks'),
+      logitIndices: await u32(S, 'runner.logitIndices'),
+      logits: await gpu.createBuffer(S * config.vocabSize * 4, 'runner.logits'),
+      sampling: await u32(4 * S, 'runner.sampling'),
+      seqState: await u32(2 * S, 'runner.seqState'),
+      nextIds: await u32(S, 'runner.nextIds'),
+      nextPositions: await u32(S, 'runner.nextPositions'),
+      nextSlots: await u32(S, 'runner.nextSlots'),
+      sampled: await u32(S, 'runner.sampled'),
+    };
+    return new ModelRunner(gpu, config, rc, forward, cache, buf);
+  }
+
+  /**
+   * Run one step: forward over every chunk, then sample one token for each chunk with `samplesToken`.
+   * Resolves with those tokens by request id.
+   */
+  async execute(chunks: readonly RunnerChunk[]): Promise<Map<string, number>> {
+    const rc = this.runnerConfig, g = this.gpu, b = this.buf;
+    if (chunks.length === 0) return new Map();
+    if (chunks.length > rc.maxNumSeqs) throw new RangeError(`${chunks.length} requests in one step exceed maxNumSeqs ${rc.maxNumSeqs}`);
+    const T = chunks.reduce((s, c) => s + c.tokenIds.length, 0);
+    if (T > rc.maxNumBatchedTokens) throw new RangeError(`${T} tokens in one step exceed maxNumBatchedTokens ${rc.maxNumBatchedTokens}`);
+    const ids = new Uint32Array(T), pos = new Uint32Array(T), seq = new Uint32Array(T), slots = new Uint32Array(T);
+    const tables = new Uint32Array(chunks.length * this.maxBlocksPerSeq);
+    const runs: Array<[number, number]> = [];
+    const logitRows: number[] = [];
+    const samplingRows: SamplingRow[] = [];
+    const seqState: number[] = [];
+    const samplers: string[] = [];
+    let t = 0, maxContext = 0;
+    const bs = rc.blockSize;
+    chunks.forEach((c, s) => {
+      if (c.blockIds.length > this.maxBlocksPerSeq) throw new RangeError(`request ${c.requestId}: ${c.blockIds.length} blocks exceed maxModelLen`);
+      tables.set(c.blockIds, s * this.maxBlocksPerSeq);
+      runs.push([t, c.tokenIds.length]);
+      for (let i = 0; i < c.tokenIds.length; i++, t++) {
+        const p = c.startPosition + i;
+        ids[t] = c.tokenIds[i];
+        pos[t] = p;
+        seq[t] = s;
+        slots[t] = c.blockIds[Math.floor(p / bs)] * bs + (p % bs);
+      }
+      maxContext = Math.max(maxContext, c.startPosition + c.tokenIds.length);
+      if (c.samplesToken) {
+        logitRows.push(t - 1);
+        samplingRows.push(c.sampling);
+        seqState.push(c.startPosition + c.tokenIds.length - 1, 0);
+        samplers.push(c.requestId);
+      }
+    });
+    const blocks = buildQueryBlocks(runs, queryBlockSize(this.config.headDim));
+    g.write(b.tokenIds, ids);
+    g.write(b.positions, pos);
+    g.write(b.tokenSeq, seq);
+    g.write(b.slotMapping, slots);
+    g.write(b.blockTables, tables);
+    g.write(b.queryBlocks, blocks);
+    if (samplers.length) {
+      g.write(b.logitIndices, Uint32Array.from(logitRows));
+      g.write(b.sampling, packSamplingRows(samplingRows));
+      g.write(b.seqState, Uint32Array.from(seqState));
+    }
+    this.forward.forward({
+      numTokens: T, tokenIds: b.tokenIds, positions: b.positions, tokenSeq: b.tokenSeq, slotMapping: b.slotMapping,
+      blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq, maxContext, queryBlocks: b.queryBlocks,
+      numQueryBlocks: blocks.length / 2,
+    }, this.cache, b.logitIndices, samplers.length, b.logits);
+    const out = new Map<string, number>();
+    if (samplers.length === 0) {
+      await g.sync();
+      return out;
+    }
+    // The sampler writes each row's token at sampled[row] (a one-slot output ring per row).
+    sampleAndAdvance(g, {
+      logits: b.logits, sampling: b.sampling, blockTables: b.blockTables, seqState: b.seqState, nextIds: b.nextIds,
+      nextPositions: b.nextPositions, nextSlots: b.nextSlots, outTokens: b.sampled,
+    }, { numSeqs: samplers.length, vocab: this.config.vocabSize, blockSize: bs, maxBlocksPerSeq: this.maxBlocksPerSeq, outCapacity: 1 });
+    const got = new Uint32Array(await g.read(b.sampled, 0, samplers.length * 4));
+    samplers.forEach((id, i) => out.set(id, got[i]));
+    return out;
+  }
+}

@@ -1,0 +1,87 @@
+// The serving engine end to end on the tiny fixtures: HF greedy parity for every fixture prompt served together,
+// and batch invariance (alone, together, tiny token budgets, forced preemption, prefix-cache hits), greedy and seeded.
+import { LLMEngine, type SamplingParams } from '../../src/engine/llm_engine.ts';
+import { assert, assertEquals, FIXTURES, greedyStepsToCompare, readReference, testGpu } from './helpers.ts';
+
+async function engine(set: string, opts: { numBlocks?: number; maxNumBatchedTokens?: number; maxNumSeqs?: number } = {}) {
+  return LLMEngine.create(await testGpu(), `${FIXTURES}${set}`, { numBlocks: opts.numBlocks ?? 64, maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 256, maxNumSeqs: opts.maxNumSeqs ?? 16 });
+}
+
+for (const set of ['opt-tiny', 'opt-tiny-postln']) {
+  Deno.test(`${set}: every fixture prompt served together in one batch matches HF greedy`, async () => {
+    const { ref } = await readReference(set);
+    const e = await engine(set);
+    const outs = await e.generate(ref.prompts, ref.prompt_results.map((r) => ({ maxTokens: r.greedy.length, ignoreEos: true })));
+    outs.forEach((o, i) => {
+      const n = greedyStepsToCompare(ref.prompt_results[i].greedy_margins);
+      assertEquals(o.tokenIds.slice(0, n), ref.prompt_results[i].greedy.slice(0, n), `${set} prompt ${i}`);
+      assertEquals(o.finishReason, 'length');
+    });
+    assertEquals(e.kv.usage, 0, "every block is free again (prefix-cached blocks sit in the free LRU)");
+  });
+}
+
+Deno.test('batch invariance: the same tokens alone, together, in tiny chunks, under preemption, with prefix hits', async () => {
+  const { ref } = await readReference('opt-tiny');
+  const prompts = ref.prompts;
+  const greedy: SamplingParams = { maxTokens: 20, ignoreEos: true };
+  const seeded: SamplingParams[] = prompts.map((_, i) => ({ maxTokens: 20, ignoreEos: true, temperature: 0.9, topP: 0.95, seed: 100 + i }));
+  for (const params of [prompts.map(() => greedy), seeded]) {
+    const alone: number[][] = [];
+    for (let i = 0; i < prompts.length; i++) {
+      const e = await engine('opt-tiny');
+      alone.push((await e.generate([prompts[i]], [params[i]]))[0].tokenIds);
+    }
+    const configs = [
+      { name: 'together', opts: {} },
+      { name: 'token budget 7 (chunked prefill)', opts: { maxNumBatchedTokens: 7 } },
+      { name: '2 sequences at a time', opts: { maxNumSeqs: 2 } },
+      { name: '9 blocks (preemption)', opts: { numBlocks: 9 } },
+    ];
+    for (const { name, opts } of configs) {
+      const e = await engine('opt-tiny', opts);
+      const outs = await e.generate(prompts, params);
+      outs.forEach((o, i) => assertEquals(o.tokenIds, alone[i], `${name}: prompt ${i}`));
+      if (name.startsWith('9 blocks')) assert(e.scheduler.stats().numPreemptions > 0, 'the small cache must force preemptions');
+      // Again on the same engine: prompts now hit the prefix cache.
+      const again = await e.generate(prompts, params);
+      again.forEach((o, i) => assertEquals(o.tokenIds, alone[i], `${name}, prefix-cache hits: prompt ${i}`));
+    }
+  }
+});
+
+Deno.test('LLM: token prompts (opt-tiny has a 512-token vocabulary), stop strings never emitted, KV cache sized from gpuMemoryUtilization, 1000 requests complete', async () => {
+  const { LLM } = await import('../../src/engine/llm.ts');
+  const { KvCacheTooSmallError } = await import('../../src/engine/errors.ts');
+  const gpu = await testGpu();
+  const llm = await LLM.create({ model: `${FIXTURES}opt-tiny`, gpu, gpuMemoryBytes: 64 << 20, gpuMemoryUtilization: 0.5, maxNumSeqs: 64 });
+  assert(llm.memory.kvCache <= 0.5 * (64 << 20), `KV cache ${llm.memory.kvCache} bytes within its budget`);
+  assertEquals(llm.memory.kvCache, llm.memory.numBlocks * llm.memory.kvPerBlock);
+  console.log(`  KV cache: ${llm.memory.numBlocks} blocks x ${llm.memory.kvPerBlock} bytes (${llm.memory.kvPerBlock / 16} bytes per token)`);
+  const [plain] = await llm.generate([{ tokens: [2, 161, 483, 357] }], { maxTokens: 12, ignoreEos: true });
+  assertEquals(plain.tokenIds.length, 12);
+  assertEquals(plain.text, llm.tokenizer.decode(plain.tokenIds, { skipSpecialTokens: true }));
+  // Stop at a string that the greedy text contains: the text ends right before it, the request ends early.
+  assert(plain.text.length >= 6, `greedy text ${JSON.stringify(plain.text)} is long enough to cut`);
+  const cut = plain.text.slice(3, 6);
+  {
+    const [stopped] = await llm.generate([{ tokens: [2, 161, 483, 357] }], { maxTokens: 12, ignoreEos: true, stop: [cut] });
+    assertEquals(stopped.text, plain.text.slice(0, plain.text.indexOf(cut)));
+    assertEquals(stopped.finishReason, 'stop');
+    assertEquals(stopped.stopReason, cut);
+    assert(!stopped.text.includes(cut));
+  }
+  // 1000 requests of random lengths all finish, and every block comes back.
+  let seed = 7;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
+  const prompts = Array.from({ length: 1000 }, () => ({ tokens: [2, ...Array.from({ length: 1 + rnd(20) }, () => 3 + rnd(500))] }));
+  const outs = await llm.generate(prompts, prompts.map(() => ({ maxTokens: 1 + rnd(8), ignoreEos: true })));
+  assertEquals(outs.filter((o) => o.finishReason === 'length').length, 1000);
+  assertEquals(llm.engine.kv.usage, 0);
+  await assertRejectsClass(() => LLM.create({ model: `${FIXTURES}opt-tiny`, gpu, gpuMemoryBytes: 1 << 20, gpuMemoryUtilization: 0.5 }), KvCacheTooSmallError);
+});
+
+async function assertRejectsClass(fn: () => Promise<unknown>, cls: new (...a: never[]) => Error): Promise<void> {
+  try { await fn(); } catch (e) { assert(e instanceof cls, `expected ${cls.name}, got ${(e as Error).name}: ${(e as Error).message}`); return; }
+  throw new Error(`expected ${cls.name}`);
+}
