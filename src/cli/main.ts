@@ -9,10 +9,16 @@ import { generate } from '../model/generate.ts';
 import { OptModel } from '../model/opt.ts';
 import { OptTokenizer } from '../model/tokenizer/index.ts';
 import { logitsSummary } from './logits_summary.ts';
+import { LLM, type GenerateSamplingParams } from '../engine/llm.ts';
+import { parsePromptsFile } from './generate_batch.ts';
 import { cmdVerify, exitCodeOf, formatVerify, VERIFY_OPTIONS, VERIFY_USAGE } from './verify.ts';
 
 const USAGE = `usage: tandem <command> [options]
   logits   --model SPEC (--tokens 2,45,99 | --prompt TEXT) [--dtype f32|f16] [--json]
+  generate --model SPEC --prompts-file F [sampling flags as defaults] [--gpu-memory-utilization U --gpu-memory-gb G]
+           every request of F (a JSON array of {tokens} or {prompt}, with optional per-request max_tokens,
+           temperature, top_k, top_p, seed, ignore_eos, min_tokens, stop, stop_token_ids) through the serving
+           engine; prints [{tokens, text, finishReason}] in input order
   generate --model SPEC (--tokens ... | --prompt TEXT) --max-tokens N
            [--greedy | --temperature T --top-k K --top-p P --seed S] [--ignore-eos] [--dtype f32|f16] [--json]
   tokenize --prompt TEXT [--json]
@@ -35,6 +41,9 @@ const OPTIONS = {
   seed: { type: 'string' },
   'ignore-eos': { type: 'boolean', default: false },
   'block-size': { type: 'string' },
+  'prompts-file': { type: 'string' },
+  'gpu-memory-utilization': { type: 'string' },
+  'gpu-memory-gb': { type: 'string' },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
   ...VERIFY_OPTIONS,
@@ -100,7 +109,42 @@ async function cmdLogits(v: Values): Promise<unknown> {
   return { tokens, ...logitsSummary(logits, tokens.length, model.config.vocabSize) };
 }
 
+/** `generate --prompts-file F`: every request through the serving engine, results in input order. */
+async function cmdGenerateBatch(v: Values): Promise<unknown> {
+  if (v.tokens !== undefined || v.prompt !== undefined) throw new InvalidInputError('give --prompts-file or --tokens/--prompt, not both');
+  if (!v.model) throw new InvalidInputError('--model SPEC is required');
+  if (v.dtype !== 'f32' && v.dtype !== 'f16') throw new InvalidInputError(`--dtype must be f32 or f16, got "${v.dtype}"`);
+  let text: string;
+  try { text = await Deno.readTextFile(v['prompts-file']!); } catch (e) {
+    throw new InvalidInputError(`cannot read --prompts-file ${v['prompts-file']}: ${(e as Error).message}`);
+  }
+  const defaults: GenerateSamplingParams = {
+    maxTokens: num(v['max-tokens'], 'max-tokens', true) ?? 16,
+    temperature: v.greedy ? 0 : num(v.temperature, 'temperature', false),
+    topK: num(v['top-k'], 'top-k', true),
+    topP: num(v['top-p'], 'top-p', false),
+    seed: num(v.seed, 'seed', true),
+    ignoreEos: v['ignore-eos'] || undefined,
+  };
+  for (const k of Object.keys(defaults) as Array<keyof GenerateSamplingParams>) if (defaults[k] === undefined) delete defaults[k];
+  const requests = parsePromptsFile(text, defaults);
+  const gb = num(v['gpu-memory-gb'], 'gpu-memory-gb', false);
+  const llm = await LLM.create({
+    model: v.model, dtype: v.dtype, blockSize: num(v['block-size'], 'block-size', true),
+    gpuMemoryUtilization: num(v['gpu-memory-utilization'], 'gpu-memory-utilization', false),
+    gpuMemoryBytes: gb === undefined ? undefined : gb * 1024 ** 3,
+  });
+  log(`tandem: engine ready: ${llm.memory.numBlocks} KV blocks (${(llm.memory.kvCache / 1e6).toFixed(1)} MB), ${requests.length} requests`);
+  const t0 = performance.now();
+  const outs = await llm.generate(requests.map((r) => r.prompt), requests.map((r) => r.params));
+  const seconds = (performance.now() - t0) / 1000;
+  const total = outs.reduce((s, o) => s + o.tokenIds.length, 0);
+  log(`tandem: ${total} tokens for ${outs.length} requests in ${seconds.toFixed(2)} s (${(total / seconds).toFixed(1)} tokens/s)`);
+  return outs.map((o) => ({ tokens: o.tokenIds, text: o.text, finishReason: o.finishReason }));
+}
+
 async function cmdGenerate(v: Values): Promise<unknown> {
+  if (v['prompts-file'] !== undefined) return cmdGenerateBatch(v);
   const tokens = await promptTokens(v);
   const maxTokens = num(v['max-tokens'], 'max-tokens', true);
   if (maxTokens === undefined) throw new InvalidInputError('--max-tokens N is required');
@@ -135,7 +179,8 @@ async function cmdInfo(): Promise<unknown> {
 }
 
 function printHuman(cmd: string, result: Record<string, unknown>): void {
-  if (cmd === 'generate') console.log(result.text);
+  if (cmd === 'generate' && Array.isArray(result)) console.log(JSON.stringify(result, null, 1));
+  else if (cmd === 'generate') console.log(result.text);
   else if (cmd === 'tokenize') console.log((result.ids as number[]).join(','));
   else if (cmd === 'verify') console.log(formatVerify(result));
   else console.log(JSON.stringify(result, null, 2));

@@ -214,3 +214,28 @@ Deno.test('cli errors: invalid token gives a JSON error and exit 1; unknown comm
     assert(run.stderr.includes('usage: tandem'), run.stderr);
   }
 });
+
+Deno.test('cli generate --prompts-file serves every fixture prompt through the engine, in input order, matching HF greedy', async () => {
+  const { ref } = await readReference('opt-tiny');
+  const file = await Deno.makeTempFile({ suffix: '.json' });
+  try {
+    // Per-request max_tokens; the command line's --ignore-eos is everyone's default.
+    await Deno.writeTextFile(file, JSON.stringify(ref.prompts.map((p, i) => ({ tokens: p, max_tokens: ref.prompt_results[i].greedy.length }))));
+    const run = await runCli(['generate', '--model', `${FIXTURES}opt-tiny`, '--prompts-file', file, '--ignore-eos', '--greedy', '--gpu-memory-gb', '0.1', '--json']);
+    assertEquals(run.code, 0, run.stderr);
+    const outs = JSON.parse(run.stdout) as Array<{ tokens: number[]; text: string; finishReason: string }>;
+    assertEquals(outs.length, ref.prompts.length);
+    outs.forEach((o, i) => {
+      const n = greedyStepsToCompare(ref.prompt_results[i].greedy_margins);
+      assertEquals(o.tokens.slice(0, n), ref.prompt_results[i].greedy.slice(0, n), `request ${i}`);
+      assertEquals(o.finishReason, 'length');
+      assertEquals(typeof o.text, 'string');
+    });
+    await Deno.writeTextFile(file, '[{"text": "no tokens"}]');
+    const bad = await runCli(['generate', '--model', `${FIXTURES}opt-tiny`, '--prompts-file', file, '--json']);
+    assertEquals(bad.code, 1);
+    assertEquals(JSON.parse(bad.stdout).error.code, 'invalid_input');
+  } finally {
+    await Deno.remove(file);
+  }
+});
