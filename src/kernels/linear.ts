@@ -23,6 +23,11 @@ export interface LinearArgs {
   out?: ElementType;
   /** A buffer bound where an operand is unused (WebGPU needs every binding). */
   dummy: GpuBuffer;
+  /**
+   * Scratch for the segmented kernel ([K/64, M, N] f32 partial sums): with it, M <= SEGMENTED_MAX_ROWS rows use
+   * linear_segments (split over k, so a few rows still fill the GPU). Without it, the tiled kernel runs.
+   */
+  scratch?: GpuBuffer;
   /** LayerNorm the input rows first (fused; GEMV path only, i.e. M <= GEMV_MAX_ROWS). */
   lnInput?: { gamma: GpuBuffer; beta: GpuBuffer };
 }
@@ -32,6 +37,14 @@ export interface LinearArgs {
  * in the same order, so the choice never changes a row's result.
  */
 export const GEMV_MAX_ROWS = 4;
+
+/** Rows at or under which linear_segments runs when the caller gives scratch (batched decode). */
+export const SEGMENTED_MAX_ROWS = 256;
+
+/** Scratch bytes linear_segments needs for M rows of an [N, K] layer. */
+export function segmentedScratchBytes(M: number, N: number, K: number): number {
+  return Math.ceil(K / 64) * M * N * 4;
+}
 
 /** y = act(x W^T + bias) + residual. Tiled GEMM for many rows, a weight-streaming kernel for a few; same bits either way. */
 export function linear(gpu: Gpu, a: LinearArgs): void {
@@ -48,6 +61,13 @@ export function linear(gpu: Gpu, a: LinearArgs): void {
     if (segments > 256) throw new RangeError(`linear: K = ${a.K} exceeds the few-row kernel's 16384`);
     const outsPerGroup = Math.floor(256 / segments);
     gpu.dispatch(k, [...bindings, ln?.gamma ?? a.dummy, ln?.beta ?? a.dummy], params, grid1d(Math.ceil(a.N / outsPerGroup)));
+  } else if (a.scratch && a.M <= SEGMENTED_MAX_ROWS && Math.ceil(a.K / 64) * a.M * a.N * 4 <= a.scratch.size) {
+    if (a.lnInput) throw new RangeError('linear: a fused LayerNorm needs M <= GEMV_MAX_ROWS; run layerNorm first');
+    const src = shaderSource('linear_segments', types);
+    const params = packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags]);
+    const all = [...bindings, a.scratch];
+    gpu.dispatch(gpu.kernel(src), all, params, [Math.ceil(a.N / 64), Math.ceil(a.M / 32), Math.ceil(a.K / 64)]);
+    gpu.dispatch(gpu.kernel({ ...src, entryPoint: 'reduce' }), all, params, grid1d(Math.ceil((a.M * a.N) / 256)));
   } else {
     if (a.lnInput) throw new RangeError('linear: a fused LayerNorm needs M <= GEMV_MAX_ROWS; run layerNorm first');
     const k = gpu.kernel(shaderSource('linear', types));

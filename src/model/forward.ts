@@ -1,7 +1,7 @@
 import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import { gatherRows, type RowTable } from '../kernels/embedding.ts';
 import { layerNorm } from '../kernels/layernorm.ts';
-import { GEMV_MAX_ROWS, linear } from '../kernels/linear.ts';
+import { GEMV_MAX_ROWS, linear, SEGMENTED_MAX_ROWS, segmentedScratchBytes } from '../kernels/linear.ts';
 import { attentionScratchBytes, pagedAttention, writeKvCache, type AttentionBatch } from '../kernels/paged_attention.ts';
 import type { ElementType } from '../kernels/shader.ts';
 import type { OptConfig } from './config.ts';
@@ -27,6 +27,8 @@ interface Activations {
   selected: GpuBuffer;
   scratchStats: GpuBuffer;
   scratchAcc: GpuBuffer;
+  /** Partial sums of linear_segments (batched decode). */
+  linearScratch: GpuBuffer;
   dummy: GpuBuffer;
 }
 
@@ -77,6 +79,11 @@ export class OptForward {
       selected: await gpu.createBuffer(a.maxLogitRows * D * e, 'act.selected'),
       scratchStats: await gpu.createBuffer(scratch.stats, 'attn.partials.stats'),
       scratchAcc: await gpu.createBuffer(scratch.acc, 'attn.partials.acc'),
+      linearScratch: await gpu.createBuffer(Math.max(16, Math.max(
+        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), 3 * H, H),
+        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), config.ffnDim, H),
+        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), H, config.ffnDim),
+      )), 'linear.partials'),
       dummy: await gpu.createBuffer(16, 'dummy'),
     };
     return new OptForward(gpu, config, weights, buf, a.maxTokens, a.maxLogitRows, a.maxContext);
@@ -103,7 +110,7 @@ export class OptForward {
     const g = this.gpu, c = this.config, w = this.weights, b = this.buf;
     const act = this.act, wt = w.dtype;
     const H = c.hiddenSize, D = c.wordEmbedProjDim;
-    const common = { act, weight: wt, dummy: b.dummy };
+    const common = { act, weight: wt, dummy: b.dummy, scratch: b.linearScratch };
 
     // Embeddings: tokens (optionally projected D -> H), plus learned positions at offset 2.
     const tokOut = b.embed ?? b.hA;

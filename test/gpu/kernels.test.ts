@@ -4,7 +4,7 @@
 import type { Gpu, GpuBuffer } from '../../src/gpu/gpu.ts';
 import { gatherRows, gatherRowsReference } from '../../src/kernels/embedding.ts';
 import { layerNorm, layerNormReference } from '../../src/kernels/layernorm.ts';
-import { linear, linearReference } from '../../src/kernels/linear.ts';
+import { linear, linearReference, segmentedScratchBytes } from '../../src/kernels/linear.ts';
 import { ATTENTION_PARTITION, attentionReference, attentionScratchBytes, buildQueryBlocks, pagedAttention, queryBlockSize, writeKvCache } from '../../src/kernels/paged_attention.ts';
 import { argmaxReference, packSamplingRows, sampleAndAdvance } from '../../src/kernels/sample.ts';
 import { assert, assertEquals, maxAbsDiff, randomFloats, testGpu } from './helpers.ts';
@@ -261,6 +261,15 @@ Deno.test('linear: a row gets the same bits alone, in any group of rows, tiled o
       const all = await gpu.createBuffer(M * N * 4, 'all');
       linear(gpu, { x: input, w: wb, bias: bb, residual: rb, y: all, M, N, K, relu: true, act: 'f32', weight: 'f32', dummy });
       const want = await readF32(gpu, all, M * N);
+      // The segmented kernel (batched decode) for all rows, and for 5 of them.
+      const scratch = await gpu.createBuffer(segmentedScratchBytes(M, N, K), 'scratch');
+      if (!ln) {
+        for (const rows of [M, 5]) {
+          const y = await gpu.createBuffer(rows * N * 4, 'yseg');
+          linear(gpu, { x: await upload(gpu, x.slice(0, rows * K)), w: wb, bias: bb, residual: await upload(gpu, res.slice(0, rows * N)), y, M: rows, N, K, relu: true, act: 'f32', weight: 'f32', dummy, scratch });
+          assertEquals(await readF32(gpu, y, rows * N), want.slice(0, rows * N), `segmented kernel, N=${N} K=${K} rows ${rows}`);
+        }
+      }
       // The same rows in groups of 1..4: the streaming kernel (LayerNorm fused when ln).
       for (const group of [1, 3, 4]) {
         for (let m0 = 0; m0 < M; m0 += group) {
