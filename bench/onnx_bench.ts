@@ -13,12 +13,24 @@
  *   all_logits         logits for all B·L positions (ONNX: the full export, output [B, L, vocab])
  * Timing: a warm-up run, then the median of 3 repetitions of `iters` back-to-back runs followed by one wait for
  * the GPU (Tandem: gpu.sync(); ONNX on WebGPU: outputs kept on the GPU, then the EP's device's
- * queue.onSubmittedWorkDone()); the wasm EP's runs are synchronous CPU work with CPU outputs.
+ * queue.onSubmittedWorkDone()); the wasm EP's runs are synchronous CPU work with CPU outputs (one run per
+ * repetition). `run_resolved_ms` is the same per-run time measured before the final wait: Tandem's forward only
+ * records and submits (~2-3 ms), while onnxruntime-web's run() resolves only when its GPU work is done, so each
+ * ONNX run also pays one GPU→CPU wait (in Deno ~10 ms of polling latency, see DESIGN.md).
  *
  * Usage: deno run -A --unstable-webgpu bench/onnx_bench.ts [--providers webgpu,jsep,wasm] [--shapes 1x512,8x512]
- *          [--wasm-shapes 1x128] [--modes last,all] [--iters 5] [--threads 1] [--ort-dist DIR] [--out FILE]
- * --ort-dist DIR: a folder with onnxruntime-web's .wasm files (plain or .gz), for a bundled run with no
- * node_modules (see bench/bundle_onnx.sh). Prints one JSON document on stdout; progress on stderr.
+ *          [--wasm-shapes 1x128] [--modes last,all] [--iters 5] [--threads 1] [--ort-dist DIR] [--out FILE] [--no-tandem]
+ * Prints one JSON document on stdout; progress on stderr. `--threads` > 1 fails in Deno (see src/onnx/ort.ts).
+ *
+ * On the GPU machine (no network, no node_modules): bundle it and put the .wasm files it needs beside it,
+ * gzip-compressed to fit the 64 MiB travelling tree (6.6 + 6.6 + 3.7 MB; plain .wasm works too):
+ *   node_modules/.bin/deno bundle --quiet -o .gpu/onnx_bench.js bench/onnx_bench.ts
+ *   mkdir -p .gpu/ort && for f in ort-wasm-simd-threaded.wasm ort-wasm-simd-threaded.asyncify.wasm \
+ *       ort-wasm-simd-threaded.jsep.wasm; do gzip -9 -c node_modules/onnxruntime-web/dist/$f > .gpu/ort/$f.gz; done
+ *   # there:
+ *   bash .gpu/enter.sh deno run -A --unstable-webgpu .gpu/onnx_bench.js --ort-dist .gpu/ort \
+ *       --shapes 1x512,8x512 --wasm-shapes 1x512 --out $OUT/onnx_bench.json
+ * (only the .wasm of the providers named in --providers is needed; the JS of every build is in the bundle.)
  */
 import { LocalGpu } from '../src/gpu/local.ts';
 import { buildQueryBlocks, queryBlockSize } from '../src/kernels/paged_attention.ts';
@@ -28,7 +40,7 @@ import { uploadWeights } from '../src/model/gpu_weights.ts';
 import { allocateKvCache } from '../src/model/kv_cache.ts';
 import { loadCheckpoint } from '../src/model/weights/sources.ts';
 import { buildOptOnnxModel, encodeOnnxModel } from '../src/onnx/export.ts';
-import { loadOrt, type Ort, type OrtFlavor } from '../src/onnx/ort.ts';
+import { loadOrt, type Ort, type OrtFlavor, sessionOptions } from '../src/onnx/ort.ts';
 
 const args = Deno.args;
 const opt = (name: string, dflt: string) => {
@@ -48,34 +60,43 @@ const iters = Number(opt('iters', '5'));
 const threads = Number(opt('threads', '1'));
 const ortDist = opt('ort-dist', '') || undefined;
 const out = opt('out', '');
+const skipTandem = args.includes('--no-tandem');
 const log = (...a: unknown[]) => console.error(...a);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const MODE_KEY = { last: 'last_token_logits', all: 'all_logits' } as const;
-const figure = (ms: number, tokens: number) => ({ ms: +ms.toFixed(2), tok_per_s: +((tokens / ms) * 1e3).toFixed(0) });
+const figure = (t: { ms: number; resolveMs: number }, tokens: number) =>
+  ({ ms: +t.ms.toFixed(2), tok_per_s: +((tokens / t.ms) * 1e3).toFixed(0), run_resolved_ms: +t.resolveMs.toFixed(2) });
 
-/** Median over 3 repetitions of (iters runs + one wait) / iters, after one warm-up run + wait. */
-async function timeIt(label: string, run: () => unknown, wait: () => Promise<unknown>, n = iters): Promise<number> {
+/**
+ * Median over 3 repetitions of (iters runs + one wait) / iters, after one warm-up run + wait. `resolveMs`: the
+ * same per run, but up to when the last run() resolved (before the wait): close to `ms` when run() itself waits
+ * for the GPU, far below it when run() only submits.
+ */
+async function timeIt(label: string, run: () => unknown, wait: () => Promise<unknown>, n = iters): Promise<{ ms: number; resolveMs: number }> {
   await run();
   await wait();
-  const times: number[] = [];
+  const times: number[] = [], resolved: number[] = [];
   for (let r = 0; r < 3; r++) {
     const t0 = performance.now();
     for (let i = 0; i < n; i++) await run();
+    resolved.push((performance.now() - t0) / n);
     await wait();
     times.push((performance.now() - t0) / n);
   }
-  const m = median(times);
-  log(`${label}: ${m.toFixed(2)} ms`);
-  return m;
+  const m = median(times), rm = median(resolved);
+  log(`${label}: ${m.toFixed(2)} ms (run() resolved after ${rm.toFixed(2)} ms)`);
+  return { ms: m, resolveMs: rm };
 }
 
 const res: Record<string, unknown> = { date: new Date().toISOString(), deno: Deno.version.deno, iters, shapes: shapes.map((s) => s.key) };
 const ckpt = await loadCheckpoint('synthetic:opt-125m:1');
+/** Tandem's last-token logits [B, vocab] per shape, the reference each ONNX result is checked against. */
+const tandemLast = new Map<string, Float32Array>();
 const cfg: OptConfig = parseOptConfig(ckpt.configJson);
 const ids = (B: number, L: number) => Array.from({ length: B }, (_, s) => Array.from({ length: L }, (_, i) => 4 + (((s * L + i) * 104729) % 50000)));
 
 // ------------------------------------------------------------------------------------------------ Tandem
-{
+if (!skipTandem) {
   const gpu = await LocalGpu.create();
   res.adapter = gpu.caps.adapterDescription;
   log('Tandem adapter', gpu.caps.adapterDescription);
@@ -111,6 +132,8 @@ const ids = (B: number, L: number) => Array.from({ length: B }, (_, s) => Array.
     if (modes.includes('last')) {
       const ms = await timeIt(`Tandem ${key} last-token logits`, () => runner.forward(inputs, cache, lastRows, B, logits), () => gpu.sync());
       entry.last_token_logits = figure(ms, T);
+      // Keep each sequence's last-token logits: every ONNX run below is checked against them.
+      tandemLast.set(key, new Float32Array(await gpu.read(logits, 0, B * cfg.vocabSize * 4)));
     }
     if (modes.includes('all')) {
       const ms = await timeIt(`Tandem ${key} all logits`, () => {
@@ -149,13 +172,8 @@ for (const flavor of providers) {
     log(entry.error);
     continue;
   }
+  // WebGPU: the EP makes its own device from the default adapter; its queue is what we wait on (set below).
   let sync = async () => {};
-  if (ep === 'webgpu') {
-    // The EP's own device (it makes one from the default adapter); its queue is what we wait on.
-    // deno-lint-ignore no-explicit-any
-    const webgpuEnv = ort.env.webgpu as any;
-    webgpuEnv.powerPreference = 'high-performance';
-  }
   for (const { B, L, key } of ep === 'wasm' ? wasmShapes : shapes) {
     const perShape: Record<string, unknown> = {};
     entry[key] = perShape;
@@ -163,11 +181,7 @@ for (const flavor of providers) {
       let session: Awaited<ReturnType<Ort['InferenceSession']['create']>> | undefined;
       try {
         const t0 = performance.now();
-        session = await ort.InferenceSession.create(modelBytes[mode]!, {
-          executionProviders: [ep],
-          graphOptimizationLevel: 'all',
-          ...(ep === 'webgpu' ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
-        });
+        session = await ort.InferenceSession.create(modelBytes[mode]!, sessionOptions(ep, true));
         const sessionMs = performance.now() - t0;
         if (ep === 'webgpu' && !entry.adapter) {
           const device = await ort.env.webgpu.device as GPUDevice;
@@ -190,9 +204,21 @@ for (const flavor of providers) {
         const outTensor = Object.values(check)[0];
         const values = (await outTensor.getData()) as Float32Array;
         outTensor.dispose();
-        let finite = true;
-        for (let i = 0; i < values.length; i += 997) if (!Number.isFinite(values[i])) { finite = false; break; }
-        perShape[MODE_KEY[mode]] = { ...figure(ms, T), session_create_ms: +sessionMs.toFixed(0), output_finite: finite };
+        // Each sequence's last row against Tandem's (when Tandem ran this shape): a wrong result is no figure.
+        const V = cfg.vocabSize, ref = tandemLast.get(key);
+        let diff: number | null = null;
+        if (ref) {
+          diff = 0;
+          for (let b = 0; b < B; b++) {
+            const row = mode === 'last' ? b : b * L + L - 1;
+            for (let v = 0; v < V; v++) {
+              const d = Math.abs(values[row * V + v] - ref[b * V + v]);
+              if (!(d <= diff)) diff = Number.isNaN(d) ? Infinity : d;
+            }
+          }
+          log(`  last-token logits vs Tandem: max |diff| ${diff.toExponential(2)}`);
+        }
+        perShape[MODE_KEY[mode]] = { ...figure(ms, T), session_create_ms: +sessionMs.toFixed(0), max_abs_diff_vs_tandem: diff };
       } catch (e) {
         const msg = `${(e as Error)?.message ?? e}`;
         perShape[MODE_KEY[mode]] = { error: msg };
@@ -207,7 +233,7 @@ res.onnxruntime_web = ortRes;
 
 // Tandem / onnxruntime-web throughput ratios (> 1: Tandem is faster), where both ran.
 const ratios: Record<string, number> = {};
-const tandemFig = res.tandem_f32 as Record<string, Record<string, { tok_per_s: number }>>;
+const tandemFig = (res.tandem_f32 ?? {}) as Record<string, Record<string, { tok_per_s: number }>>;
 for (const [flavor, entry] of Object.entries(ortRes) as Array<[string, Record<string, Record<string, { tok_per_s?: number }>>]>) {
   for (const [key, perShape] of Object.entries(entry)) {
     if (typeof perShape !== 'object' || perShape === null) continue;

@@ -181,7 +181,6 @@ export function buildOptOnnxModel(config: OptConfig, tensors: TensorMap, options
   const cFlatE = g.int64Init('const.shape.flat_embed', [2], [-1, E]);
   const cHeads = g.int64Init('const.shape.heads', [3], [-1, nH, d]);
   const cHidden1 = g.int64Init('const.shape.hidden', [1], [H]);
-  const cVocab1 = g.int64Init('const.shape.vocab', [1], [V]);
   const cAxes0 = g.int64Init('const.axes.0', [1], [0]);
   const cAxes1 = g.int64Init('const.axes.1', [1], [1]);
   const cScale = g.floatConst('const.attn_scale', [], [Math.fround(d ** -0.5)]);
@@ -260,7 +259,7 @@ export function buildOptOnnxModel(config: OptConfig, tensors: TensorMap, options
     g.op1('Gemm', [xLast, headWeight], ONNX_LAST_OUTPUT, [attrInt('transB', 1)]); // [B,V]
   } else {
     const logitsFlat = g.op1('Gemm', [x, headWeight], 'lm_head', [attrInt('transB', 1)]); // [N,V]
-    const shapeBTV = g.op1('Concat', [idsShape, cVocab1], 'shape.btv', [attrInt('axis', 0)]);
+    const shapeBTV = g.op1('Concat', [idsShape, g.int64Init('const.shape.vocab', [1], [V])], 'shape.btv', [attrInt('axis', 0)]);
     g.op1('Reshape', [logitsFlat, shapeBTV], ONNX_OUTPUT); // a single output is named after its label: "logits"
   }
 

@@ -30,10 +30,46 @@ export interface LoadOrtOptions {
    * lookup next to its module.
    */
   distDir?: string | URL;
-  /** wasm threads (default 1: no worker threads, no SharedArrayBuffer needed). */
+  /**
+   * wasm threads (default 1). More than 1 does not work in Deno 2.9: onnxruntime-web takes Deno for Node and
+   * starts worker_threads from a blob: URL, which fails with "TypeError [ERR_INVALID_ARG_VALUE]: The argument
+   * 'filename' must be a file URL object, file URL string, or absolute path string. Received 'blob:null/...'".
+   */
   numThreads?: number;
   /** onnxruntime-web log level (default 'error'). */
   logLevel?: 'verbose' | 'info' | 'warning' | 'error' | 'fatal';
+  /**
+   * jsep in Deno: let GPUQueue.writeBuffer accept a bare SharedArrayBuffer (see patchWriteBufferForSharedMemory).
+   * Default true; without it JSEP fails in Deno 2.9 with "TypeError: data must be an ArrayBuffer or ArrayBufferView".
+   */
+  denoSharedMemoryShim?: boolean;
+}
+
+/**
+ * Deno 2.9's GPUQueue.writeBuffer rejects a bare SharedArrayBuffer ("TypeError: data must be an ArrayBuffer or
+ * ArrayBufferView"; the WebGPU spec's AllowSharedBufferSource allows it, and Deno accepts a view on one). JSEP
+ * uploads straight from the wasm heap, which is shared memory in onnxruntime-web's threaded build, so every
+ * JSEP upload fails in Deno. This wraps writeBuffer to pass such a buffer as a Uint8Array view over the same
+ * bytes (same offsets and size: a Uint8Array counts in bytes). Nothing else changes. Idempotent.
+ */
+export function patchWriteBufferForSharedMemory(): boolean {
+  const Queue = (globalThis as { GPUQueue?: { prototype: GPUQueue } }).GPUQueue;
+  if (!Queue || typeof SharedArrayBuffer === 'undefined') return false;
+  const proto = Queue.prototype as GPUQueue & { __tandemSharedShim?: true };
+  if (proto.__tandemSharedShim) return true;
+  type WriteBuffer = (...args: unknown[]) => undefined;
+  const original = proto.writeBuffer as unknown as WriteBuffer;
+  const patched: WriteBuffer = function (this: GPUQueue, ...args) {
+    const [buffer, bufferOffset, data, dataOffset, size] = args as [GPUBuffer, number, unknown, number?, number?];
+    if (data instanceof SharedArrayBuffer) {
+      const off = dataOffset ?? 0;
+      return original.call(this, buffer, bufferOffset, new Uint8Array(data, off, size ?? data.byteLength - off));
+    }
+    return original.apply(this, args); // exactly as called
+  };
+  proto.writeBuffer = patched as unknown as GPUQueue['writeBuffer'];
+  proto.__tandemSharedShim = true;
+  return true;
 }
 
 const loaded = new Map<OrtFlavor, Promise<Ort>>();
@@ -96,6 +132,7 @@ export function loadOrt(flavor: OrtFlavor = 'wasm', options: LoadOrtOptions = {}
   let p = loaded.get(flavor);
   if (!p) {
     p = (async () => {
+      if (flavor === 'jsep' && isDeno() && (options.denoSharedMemoryShim ?? true)) patchWriteBufferForSharedMemory();
       const ort = await importFlavor(flavor);
       ort.env.logLevel = options.logLevel ?? 'error';
       ort.env.wasm.numThreads = options.numThreads ?? 1;
@@ -114,9 +151,17 @@ export function loadOrt(flavor: OrtFlavor = 'wasm', options: LoadOrtOptions = {}
   return p;
 }
 
-/** Session options for an execution provider, with graph optimisations on. */
-export function sessionOptions(executionProvider: 'wasm' | 'webgpu'): OrtModule.InferenceSession.SessionOptions {
-  return { executionProviders: [executionProvider], graphOptimizationLevel: 'all' };
+/**
+ * Session options for an execution provider: graph optimisations on, onnxruntime's own log at errors only (its
+ * warning that shape ops run on the CPU is expected). On WebGPU, `outputOnGpu` keeps outputs in GPU buffers.
+ */
+export function sessionOptions(executionProvider: 'wasm' | 'webgpu', outputOnGpu = false): OrtModule.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [executionProvider],
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+    ...(outputOnGpu && executionProvider === 'webgpu' ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
+  };
 }
 
 /**
