@@ -34,6 +34,8 @@ export interface LLMOptions {
   maxNumBatchedTokens?: number;
   maxModelLen?: number;
   enablePrefixCaching?: boolean;
+  /** Decode steps per readback beyond the first (LLMEngine's option; default 7). */
+  numLookaheadTokens?: number;
   /** Use this Gpu instead of creating one. */
   gpu?: Gpu;
 }
@@ -95,6 +97,7 @@ export class LLM {
     }
     const engine = await LLMEngine.create(gpu, ckpt, {
       dtype, blockSize, numBlocks, maxNumSeqs, maxNumBatchedTokens, maxModelLen, enablePrefixCaching: opts.enablePrefixCaching,
+      numLookaheadTokens: opts.numLookaheadTokens,
     });
     const tokenizer = await OptTokenizer.load();
     return new LLM(gpu, engine, tokenizer, { weights: engine.weights.totalBytes, kvCache: engine.runner.cache.bytes, kvPerBlock: perBlock, numBlocks });

@@ -13,7 +13,7 @@ import { uploadWeights, type OptGpuWeights } from '../model/gpu_weights.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
 import type { Checkpoint } from '../model/weights/types.ts';
 import { KVCacheManager } from './kv_cache_manager.ts';
-import { ModelRunner } from './model_runner.ts';
+import { MAX_LOOKAHEAD, ModelRunner } from './model_runner.ts';
 import { Request, type FinishReason, type RequestSamplingParams } from './request.ts';
 import { Scheduler, type RequestStepOutput } from './scheduler.ts';
 
@@ -37,6 +37,11 @@ export interface EngineOptions {
   maxNumBatchedTokens?: number;
   maxModelLen?: number;
   enablePrefixCaching?: boolean;
+  /**
+   * Decode steps run on the GPU per readback, beyond the first (default 7; 0 = one step per readback). The
+   * scheduler reserves their KV slots; stops found among them discard the rest (a few wasted steps).
+   */
+  numLookaheadTokens?: number;
 }
 
 export interface RequestOutput {
@@ -72,7 +77,8 @@ export class LLMEngine {
     const maxNumSeqs = opts.maxNumSeqs ?? 64;
     const maxNumBatchedTokens = opts.maxNumBatchedTokens ?? 512;
     const kv = new KVCacheManager({ numBlocks: opts.numBlocks, blockSize, maxModelLen, enablePrefixCaching: opts.enablePrefixCaching ?? true });
-    const scheduler = new Scheduler<SamplingParams>({ maxNumSeqs, maxNumBatchedTokens }, kv);
+    const numLookaheadTokens = Math.min(opts.numLookaheadTokens ?? 7, MAX_LOOKAHEAD);
+    const scheduler = new Scheduler<SamplingParams>({ maxNumSeqs, maxNumBatchedTokens, numLookaheadTokens }, kv);
     const weights = await uploadWeights(gpu, config, ckpt.tensors, dtype);
     const runner = await ModelRunner.create(gpu, config, weights, {
       maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks: opts.numBlocks, kvDtype: dtype,
@@ -111,9 +117,7 @@ export class LLMEngine {
       const sampling: SamplingRow = { temperature: p.temperature ?? 0, topK: p.topK ?? 0, topP: p.topP ?? 1, seed: p.seed ?? 0 };
       return { ...c, sampling };
     }));
-    const tokens = new Map<string, number[]>();
-    for (const [id, t] of sampled) tokens.set(id, [t]);
-    return this.scheduler.updateFromOutput(out, tokens);
+    return this.scheduler.updateFromOutput(out, sampled);
   }
 
   /** Serve every prompt to completion (continuous batching) and return outputs in input order. */

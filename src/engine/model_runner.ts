@@ -27,6 +27,8 @@ export interface RunnerChunk {
   startPosition: number;
   blockIds: readonly number[];
   samplesToken: boolean;
+  /** Extra decode steps this request may take on the GPU in this call (slots reserved by the scheduler). */
+  numLookaheadTokens?: number;
   sampling: SamplingRow;
 }
 
@@ -54,7 +56,13 @@ interface StepBuffers {
   nextPositions: GpuBuffer;
   nextSlots: GpuBuffer;
   sampled: GpuBuffer;
+  /** 0, 1, ..., maxNumSeqs - 1: each decode row is its own sequence and its own query block. */
+  iota: GpuBuffer;
+  iotaBlocks: GpuBuffer;
 }
+
+/** Most decode steps one execute() runs on the GPU between readbacks. */
+export const MAX_LOOKAHEAD = 15;
 
 export class ModelRunner {
   readonly config: OptConfig;
@@ -100,16 +108,23 @@ export class ModelRunner {
       nextIds: await u32(S, 'runner.nextIds'),
       nextPositions: await u32(S, 'runner.nextPositions'),
       nextSlots: await u32(S, 'runner.nextSlots'),
-      sampled: await u32(S, 'runner.sampled'),
+      sampled: await u32(S * (1 + MAX_LOOKAHEAD), 'runner.sampled'),
+      iota: await u32(S, 'runner.iota'),
+      iotaBlocks: await u32(2 * S, 'runner.iotaBlocks'),
     };
+    gpu.write(buf.iota, Uint32Array.from({ length: S }, (_, i) => i));
+    gpu.write(buf.iotaBlocks, Uint32Array.from({ length: 2 * S }, (_, i) => (i % 2 === 0 ? i / 2 : 1)));
     return new ModelRunner(gpu, config, rc, forward, cache, buf);
   }
 
   /**
    * Run one step: forward over every chunk, then sample one token for each chunk with `samplesToken`.
-   * Resolves with those tokens by request id.
+   * When every chunk is a single-token decode with lookahead slots, then up to min(numLookaheadTokens) more
+   * decode steps run back to back on the GPU (the sampler writes each step's token, position and slot for the
+   * next; DESIGN.md, "Keep the loop on the GPU"), and all tokens come back in one readback.
+   * Resolves with the tokens by request id.
    */
-  async execute(chunks: readonly RunnerChunk[]): Promise<Map<string, number>> {
+  async execute(chunks: readonly RunnerChunk[]): Promise<Map<string, number[]>> {
     const rc = this.runnerConfig, g = this.gpu, b = this.buf;
     if (chunks.length === 0) return new Map();
     if (chunks.length > rc.maxNumSeqs) throw new RangeError(`${chunks.length} requests in one step exceed maxNumSeqs ${rc.maxNumSeqs}`);
@@ -160,18 +175,33 @@ export class ModelRunner {
       blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq, maxContext, queryBlocks: b.queryBlocks,
       numQueryBlocks: blocks.length / 2,
     }, this.cache, b.logitIndices, samplers.length, b.logits);
-    const out = new Map<string, number>();
+    const out = new Map<string, number[]>();
     if (samplers.length === 0) {
       await g.sync();
       return out;
     }
-    // The sampler writes each row's token at sampled[row] (a one-slot output ring per row).
-    sampleAndAdvance(g, {
+    // Lookahead only for a pure decode step, where sampler row s is chunk s (its block-table row).
+    const pureDecode = chunks.every((c) => c.tokenIds.length === 1 && c.samplesToken);
+    const extra = pureDecode ? Math.min(MAX_LOOKAHEAD, ...chunks.map((c) => c.numLookaheadTokens ?? 0)) : 0;
+    const cap = 1 + extra;
+    const S = samplers.length;
+    // The sampler writes row s's j-th token at sampled[s * cap + j].
+    const samplerBufs = {
       logits: b.logits, sampling: b.sampling, blockTables: b.blockTables, seqState: b.seqState, nextIds: b.nextIds,
       nextPositions: b.nextPositions, nextSlots: b.nextSlots, outTokens: b.sampled,
-    }, { numSeqs: samplers.length, vocab: this.config.vocabSize, blockSize: bs, maxBlocksPerSeq: this.maxBlocksPerSeq, outCapacity: 1 });
-    const got = new Uint32Array(await g.read(b.sampled, 0, samplers.length * 4));
-    samplers.forEach((id, i) => out.set(id, got[i]));
+    };
+    const samplerArgs = { numSeqs: S, vocab: this.config.vocabSize, blockSize: bs, maxBlocksPerSeq: this.maxBlocksPerSeq, outCapacity: cap };
+    sampleAndAdvance(g, samplerBufs, samplerArgs);
+    for (let j = 1; j <= extra; j++) {
+      this.forward.forward({
+        numTokens: S, tokenIds: b.nextIds, positions: b.nextPositions, tokenSeq: b.iota, slotMapping: b.nextSlots,
+        blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq, maxContext: maxContext + j,
+        queryBlocks: b.iotaBlocks, numQueryBlocks: S,
+      }, this.cache, 'all', S, b.logits);
+      sampleAndAdvance(g, samplerBufs, samplerArgs);
+    }
+    const got = new Uint32Array(await g.read(b.sampled, 0, S * cap * 4));
+    samplers.forEach((id, i) => out.set(id, Array.from(got.subarray(i * cap, (i + 1) * cap))));
     return out;
   }
 }

@@ -3,8 +3,11 @@
 import { LLMEngine, type SamplingParams } from '../../src/engine/llm_engine.ts';
 import { assert, assertEquals, FIXTURES, greedyStepsToCompare, readReference, testGpu } from './helpers.ts';
 
-async function engine(set: string, opts: { numBlocks?: number; maxNumBatchedTokens?: number; maxNumSeqs?: number } = {}) {
-  return LLMEngine.create(await testGpu(), `${FIXTURES}${set}`, { numBlocks: opts.numBlocks ?? 64, maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 256, maxNumSeqs: opts.maxNumSeqs ?? 16 });
+async function engine(set: string, opts: { numBlocks?: number; maxNumBatchedTokens?: number; maxNumSeqs?: number; numLookaheadTokens?: number } = {}) {
+  return LLMEngine.create(await testGpu(), `${FIXTURES}${set}`, {
+    numBlocks: opts.numBlocks ?? 64, maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 256, maxNumSeqs: opts.maxNumSeqs ?? 16,
+    numLookaheadTokens: opts.numLookaheadTokens,
+  });
 }
 
 for (const set of ['opt-tiny', 'opt-tiny-postln']) {
@@ -29,11 +32,13 @@ Deno.test('batch invariance: the same tokens alone, together, in tiny chunks, un
   for (const params of [prompts.map(() => greedy), seeded]) {
     const alone: number[][] = [];
     for (let i = 0; i < prompts.length; i++) {
-      const e = await engine('opt-tiny');
+      // Alone, and one step per readback (no lookahead): the reference every other configuration must equal.
+      const e = await engine('opt-tiny', { numLookaheadTokens: 0 });
       alone.push((await e.generate([prompts[i]], [params[i]]))[0].tokenIds);
     }
     const configs = [
-      { name: 'together', opts: {} },
+      { name: 'together (7 lookahead steps per readback)', opts: {} },
+      { name: 'together, 15 lookahead steps', opts: { numLookaheadTokens: 15 } },
       { name: 'token budget 7 (chunked prefill)', opts: { maxNumBatchedTokens: 7 } },
       { name: '2 sequences at a time', opts: { maxNumSeqs: 2 } },
       { name: '9 blocks (preemption)', opts: { numBlocks: 9 } },
