@@ -1,8 +1,8 @@
 /**
  * The serving engine's decode throughput on OPT-125m (synthetic weights), the peer's setting: B requests of
  * 16-token prompts, 128 generated tokens each, greedy, EOS ignored; wall time of llm.generate() over all of
- * them (prefill included). One engine step per forward, sampled ids read back every step (no multi-step yet).
- * Usage: deno run -A --unstable-webgpu bench/engine_bench.ts [--batches 1,16,64,256] [--dtype f32] [--out FILE]
+ * them (prefill included). Up to --lookahead decode steps run on the GPU per readback.
+ * Usage: deno run -A --unstable-webgpu bench/engine_bench.ts [--batches 1,16,64,256] [--dtype f32] [--lookahead 15] [--out FILE]
  */
 import { LLM } from '../src/engine/llm.ts';
 import type { ElementType } from '../src/kernels/shader.ts';
@@ -14,8 +14,9 @@ const maxB = Math.max(...batches);
 const llm = await LLM.create({
   model: 'synthetic:opt-125m:1', dtype, gpuMemoryBytes: 16 * 1024 ** 3, gpuMemoryUtilization: 0.9,
   maxNumSeqs: maxB, maxNumBatchedTokens: Math.max(512, maxB * 16), maxModelLen: 512,
+  numLookaheadTokens: Number(arg('lookahead', '15')),
 });
-const res: Record<string, unknown> = { dtype, kv_blocks: llm.memory.numBlocks, kv_bytes_per_block: llm.memory.kvPerBlock };
+const res: Record<string, unknown> = { dtype, lookahead: Number(arg('lookahead', '15')), kv_blocks: llm.memory.numBlocks, kv_bytes_per_block: llm.memory.kvPerBlock };
 for (const B of batches) {
   const prompts = Array.from({ length: B }, (_, b) => ({ tokens: [2, ...Array.from({ length: 15 }, (_, i) => 4 + ((b * 977 + i * 7919) % 50000))] }));
   const params = { maxTokens: 128, ignoreEos: true };

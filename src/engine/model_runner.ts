@@ -192,6 +192,8 @@ export class ModelRunner {
     };
     const samplerArgs = { numSeqs: S, vocab: this.config.vocabSize, blockSize: bs, maxBlocksPerSeq: this.maxBlocksPerSeq, outCapacity: cap };
     sampleAndAdvance(g, samplerBufs, samplerArgs);
+    // Submit each step as it is recorded, so the GPU runs it while the CPU records the next.
+    g.flush();
     for (let j = 1; j <= extra; j++) {
       this.forward.forward({
         numTokens: S, tokenIds: b.nextIds, positions: b.nextPositions, tokenSeq: b.iota, slotMapping: b.nextSlots,
@@ -199,6 +201,7 @@ export class ModelRunner {
         queryBlocks: b.iotaBlocks, numQueryBlocks: S,
       }, this.cache, 'all', S, b.logits);
       sampleAndAdvance(g, samplerBufs, samplerArgs);
+      g.flush();
     }
     const got = new Uint32Array(await g.read(b.sampled, 0, S * cap * 4));
     samplers.forEach((id, i) => out.set(id, Array.from(got.subarray(i * cap, (i + 1) * cap))));
