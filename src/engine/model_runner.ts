@@ -11,8 +11,8 @@
  * is in the batch, on chunking or on prefix-cache hits: batch invariance by construction.
  */
 import { InvalidInputError } from '../errors.ts';
-import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
-import { buildQueryBlocks, queryBlockSize } from '../kernels/paged_attention.ts';
+import type { Gpu, GpuBuffer, Recording } from '../gpu/gpu.ts';
+import { ATTENTION_PARTITION, buildQueryBlocks, queryBlockSize } from '../kernels/paged_attention.ts';
 import { packSamplingRows, sampleAndAdvance, type SamplingRow } from '../kernels/sample.ts';
 import type { OptConfig } from '../model/config.ts';
 import { OptForward } from '../model/forward.ts';
@@ -72,6 +72,7 @@ export class ModelRunner {
   private readonly gpu: Gpu;
   private readonly forward: OptForward;
   private readonly buf: StepBuffers;
+  private readonly plans = new Map<string, Recording>();
 
   private constructor(gpu: Gpu, config: OptConfig, rc: ModelRunnerConfig, forward: OptForward, cache: PagedKvCache, buf: StepBuffers) {
     this.gpu = gpu;
@@ -195,12 +196,23 @@ export class ModelRunner {
     // Submit each step as it is recorded, so the GPU runs it while the CPU records the next.
     g.flush();
     for (let j = 1; j <= extra; j++) {
-      this.forward.forward({
-        numTokens: S, tokenIds: b.nextIds, positions: b.nextPositions, tokenSeq: b.iota, slotMapping: b.nextSlots,
-        blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq, maxContext: maxContext + j,
-        queryBlocks: b.iotaBlocks, numQueryBlocks: S,
-      }, this.cache, 'all', S, b.logits);
-      sampleAndAdvance(g, samplerBufs, samplerArgs);
+      // Lookahead steps differ only in their batch size, output ring and attention partition count: each such
+      // step is captured once and replayed (no re-encoding on the CPU).
+      const parts = Math.ceil((maxContext + j) / ATTENTION_PARTITION);
+      const key = `${S}:${cap}:${parts}`;
+      let plan = this.plans.get(key);
+      if (!plan) {
+        plan = g.capture(() => {
+          this.forward.forward({
+            numTokens: S, tokenIds: b.nextIds, positions: b.nextPositions, tokenSeq: b.iota, slotMapping: b.nextSlots,
+            blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq,
+            maxContext: Math.min(parts * ATTENTION_PARTITION, rc.maxModelLen), queryBlocks: b.iotaBlocks, numQueryBlocks: S,
+          }, this.cache, 'all', S, b.logits);
+          sampleAndAdvance(g, samplerBufs, samplerArgs);
+        });
+        this.plans.set(key, plan);
+      }
+      g.replay(plan);
       g.flush();
     }
     const got = new Uint32Array(await g.read(b.sampled, 0, S * cap * 4));
