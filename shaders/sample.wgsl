@@ -32,6 +32,8 @@ const WG: u32 = 256u;
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> red_u: array<u32, WG>;
 var<workgroup> chosen: u32;
+var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> radix_sel: vec2<u32>;   // chosen bin, count (or mass) strictly above it
 var<workgroup> chosen_thread: u32;
 var<workgroup> residual_mass: f32;
 
@@ -119,16 +121,41 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
     }
     mx = red_f[0];
     workgroupBarrier();
-    // Top-k: the largest key threshold with at least k logits at or above it (ties at the k-th value are
-    // kept, as Hugging Face's TopKLogitsWarper does). Built bit by bit from the most significant.
+    // Top-k: the k-th largest key (ties at the k-th value are kept, as Hugging Face's TopKLogitsWarper does),
+    // by radix select: four passes of 8 bits, each a 256-bin histogram of the keys that match the prefix so far.
     var thr = 0u;
     if (sp.top_k > 1u && sp.top_k < V) {
-      for (var bit = 31i; bit >= 0i; bit--) {
-        let cand = thr | (1u << u32(bit));
-        var c = 0u;
-        for (var i = lo; i < hi; i++) { c += select(0u, 1u, sort_key(logits[row + i] * inv_t) >= cand); }
-        if (sum_u(lid, c) >= sp.top_k) { thr = cand; }
+      var prefix = 0u;
+      var mask = 0u;
+      var above = 0u;  // keys known to be above the current prefix
+      for (var r8 = 0u; r8 < 4u; r8++) {
+        let shift = 24u - 8u * r8;
+        atomicStore(&hist[lid], 0u);
+        workgroupBarrier();
+        for (var i = lo; i < hi; i++) {
+          let key = sort_key(logits[row + i] * inv_t);
+          if ((key & mask) == prefix) { atomicAdd(&hist[(key >> shift) & 255u], 1u); }
+        }
+        workgroupBarrier();
+        if (lid == 0u) {
+          var cum = above;
+          var bin = 0u;
+          var before = above;
+          for (var b = 255i; b >= 0i; b--) {
+            let h = atomicLoad(&hist[u32(b)]);
+            if (cum + h >= sp.top_k) { bin = u32(b); before = cum; break; }
+            cum += h;
+          }
+          radix_sel = vec2<u32>(bin, before);
+        }
+        workgroupBarrier();
+        let sel = radix_sel;
+        prefix |= sel.x << shift;
+        mask |= 255u << shift;
+        above = sel.y;
+        workgroupBarrier();
       }
+      thr = prefix;
     }
     var z = 0.0;
     for (var i = lo; i < hi; i++) {
@@ -136,20 +163,44 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
       if (sort_key(v) >= thr) { z += exp(v - mx); }
     }
     z = sum_f(lid, z);
-    // Top-p: the largest threshold whose kept mass is still >= top_p of the top-k mass.
+    // Top-p: the largest key threshold whose kept mass is still >= top_p of the top-k mass, by the same radix
+    // select over masses in 2^-31 fixed point (integer sums: the same in any order).
     if (sp.top_p < 1.0) {
-      var tp = 0u;
-      let goal = sp.top_p * z;
-      for (var bit = 31i; bit >= 0i; bit--) {
-        let cand = max(tp | (1u << u32(bit)), thr);
-        var c = 0.0;
+      let goal = u32(min(sp.top_p, 1.0) * 2147483648.0);
+      var prefix = 0u;
+      var mask = 0u;
+      var above = 0u;
+      for (var r8 = 0u; r8 < 4u; r8++) {
+        let shift = 24u - 8u * r8;
+        atomicStore(&hist[lid], 0u);
+        workgroupBarrier();
         for (var i = lo; i < hi; i++) {
           let v = logits[row + i] * inv_t;
-          if (sort_key(v) >= cand) { c += exp(v - mx); }
+          let key = sort_key(v);
+          if (key >= thr && (key & mask) == prefix) {
+            atomicAdd(&hist[(key >> shift) & 255u], u32(exp(v - mx) / z * 2147483648.0));
+          }
         }
-        if (sum_f(lid, c) >= goal) { tp = tp | (1u << u32(bit)); }
+        workgroupBarrier();
+        if (lid == 0u) {
+          var cum = above;
+          var bin = 0u;
+          var before = above;
+          for (var b = 255i; b >= 0i; b--) {
+            let h = atomicLoad(&hist[u32(b)]);
+            if (cum + h >= goal) { bin = u32(b); before = cum; break; }
+            cum += h;
+          }
+          radix_sel = vec2<u32>(bin, before);
+        }
+        workgroupBarrier();
+        let sel = radix_sel;
+        prefix |= sel.x << shift;
+        mask |= 255u << shift;
+        above = sel.y;
+        workgroupBarrier();
       }
-      thr = max(thr, tp);
+      thr = max(thr, prefix);
     }
     // Inverse-CDF draw over the kept tokens in id order.
     var mine = 0.0;

@@ -287,3 +287,36 @@ Deno.test('linear: a row gets the same bits alone, in any group of rows, tiled o
     }
   }
 });
+
+Deno.test('sampler: top-k keeps exactly the k largest (ties at the k-th kept), top-p the smallest head holding the mass', async () => {
+  const gpu = await testGpu();
+  const V = 5000;
+  // Row 0: top-k 5 with a tie at the 5th value. Row 1: probabilities ~0.6, ~0.3, then a long flat tail.
+  const row0 = randomFloats(V, 3, 1);
+  const top = [11, 222, 3333, 4000, 4001, 4002];
+  [9, 8, 7, 6, 5, 5].forEach((v, i) => { row0[top[i]] = v; });
+  const row1 = new Float32Array(V).fill(-20);
+  row1[100] = Math.log(0.6);
+  row1[200] = Math.log(0.3);
+  const logits = new Float32Array(2 * V);
+  logits.set(row0, 0);
+  logits.set(row1, V);
+  const seen = [new Set<number>(), new Set<number>()];
+  const lb = await upload(gpu, logits);
+  const tables = await upload(gpu, new Uint32Array(8));
+  for (let seed = 0; seed < 40; seed++) {
+    const b = {
+      logits: lb, sampling: await upload(gpu, packSamplingRows([{ temperature: 1, topK: 5, topP: 1, seed }, { temperature: 1, topK: 0, topP: 0.8, seed }])),
+      blockTables: tables, seqState: await upload(gpu, Uint32Array.of(0, 0, 0, 0)),
+      nextIds: await gpu.createBuffer(8, 'ids'), nextPositions: await gpu.createBuffer(8, 'pos'),
+      nextSlots: await gpu.createBuffer(8, 'slots'), outTokens: await gpu.createBuffer(8, 'out'),
+    };
+    sampleAndAdvance(gpu, b, { numSeqs: 2, vocab: V, blockSize: 16, maxBlocksPerSeq: 4, outCapacity: 1 });
+    const ids = new Uint32Array(await gpu.read(b.nextIds, 0, 8));
+    seen[0].add(ids[0]);
+    seen[1].add(ids[1]);
+  }
+  for (const id of seen[0]) assert(top.includes(id), `top-k drew ${id}, outside the 5 largest (+ tie)`);
+  assert(seen[0].size >= 3, `top-k over 40 seeds drew only ${[...seen[0]]}`);
+  assertEquals([...seen[1]].sort((a, b) => a - b), [100, 200], 'top-p 0.8 keeps exactly the two head tokens');
+});
