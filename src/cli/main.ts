@@ -1,5 +1,5 @@
 /**
- * The Tandem CLI (Deno): `tandem logits | generate | tokenize | info | verify`. With --json, exactly one JSON document
+ * The Tandem CLI (Deno): `tandem logits | generate | tokenize | info | verify | serve`. With --json, exactly one JSON document
  * goes to stdout (also on error: {"error": {code, message}}); logs and progress go to stderr.
  */
 import { parseArgs } from 'node:util';
@@ -11,6 +11,7 @@ import { OptTokenizer } from '../model/tokenizer/index.ts';
 import { logitsSummary } from './logits_summary.ts';
 import { LLM, type GenerateSamplingParams } from '../engine/llm.ts';
 import { parsePromptsFile } from './generate_batch.ts';
+import { cmdServe, SERVE_OPTIONS, SERVE_USAGE } from './serve.ts';
 import { cmdVerify, exitCodeOf, formatVerify, VERIFY_OPTIONS, VERIFY_USAGE } from './verify.ts';
 
 const USAGE = `usage: tandem <command> [options]
@@ -23,6 +24,7 @@ const USAGE = `usage: tandem <command> [options]
            [--greedy | --temperature T --top-k K --top-p P --seed S] [--ignore-eos] [--dtype f32|f16] [--json]
   tokenize --prompt TEXT [--json]
   info     [--json]          WebGPU adapter, features and limits
+${SERVE_USAGE}
 ${VERIFY_USAGE}
 SPEC: a directory with config.json + weights, an http(s) base URL (e.g.
   https://huggingface.co/facebook/opt-125m/resolve/main/), or synthetic:CONFIG:SEED
@@ -47,6 +49,7 @@ const OPTIONS = {
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
   ...VERIFY_OPTIONS,
+  ...SERVE_OPTIONS,
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -183,6 +186,7 @@ function printHuman(cmd: string, result: Record<string, unknown>): void {
   else if (cmd === 'generate') console.log(result.text);
   else if (cmd === 'tokenize') console.log((result.ids as number[]).join(','));
   else if (cmd === 'verify') console.log(formatVerify(result));
+  else if (cmd === 'serve') return;
   else console.log(JSON.stringify(result, null, 2));
 }
 
@@ -201,7 +205,7 @@ export async function main(args: string[]): Promise<number> {
     return cmd || v.help ? 0 : 2;
   }
   const commands: Record<string, (v: Values) => Promise<unknown>> = {
-    logits: cmdLogits, generate: cmdGenerate, tokenize: cmdTokenize, info: cmdInfo, verify: cmdVerify,
+    logits: cmdLogits, generate: cmdGenerate, tokenize: cmdTokenize, info: cmdInfo, verify: cmdVerify, serve: (v) => cmdServe(v),
   };
   const run = commands[cmd];
   if (!run) {

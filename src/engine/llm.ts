@@ -21,6 +21,8 @@ import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
 import { KvCacheTooSmallError } from './errors.ts';
 import { LLMEngine, type SamplingParams } from './llm_engine.ts';
 import type { FinishReason } from './request.ts';
+import type { RequestStepOutput } from './scheduler.ts';
+import { Completions } from './openai.ts';
 
 export interface LLMOptions {
   model: ModelSpec;
@@ -38,6 +40,8 @@ export interface LLMOptions {
   numLookaheadTokens?: number;
   /** Use this Gpu instead of creating one. */
   gpu?: Gpu;
+  /** The model's name in the OpenAI API (default: the model spec). */
+  servedModelName?: string;
 }
 
 export interface GenerateSamplingParams extends SamplingParams {
@@ -63,6 +67,12 @@ export class LLM {
   readonly gpu: Gpu;
   /** Bytes: weights, KV cache, and the KV cache per block. */
   readonly memory: { weights: number; kvCache: number; kvPerBlock: number; numBlocks: number };
+  /** The model's name in the OpenAI API (the spec it was loaded from, unless set). */
+  modelName = 'tandem';
+  /** Unfinished requests of this LLM (generate and stream), by request id. */
+  private readonly tracked = new Map<string, Tracked>();
+  private loop: Promise<void> | null = null;
+  private _completions: Completions | undefined;
 
   private constructor(gpu: Gpu, engine: LLMEngine, tokenizer: OptTokenizer, memory: LLM['memory']) {
     this.gpu = gpu;
@@ -100,7 +110,9 @@ export class LLM {
       numLookaheadTokens: opts.numLookaheadTokens,
     });
     const tokenizer = await OptTokenizer.load();
-    return new LLM(gpu, engine, tokenizer, { weights: engine.weights.totalBytes, kvCache: engine.runner.cache.bytes, kvPerBlock: perBlock, numBlocks });
+    const llm = new LLM(gpu, engine, tokenizer, { weights: engine.weights.totalBytes, kvCache: engine.runner.cache.bytes, kvPerBlock: perBlock, numBlocks });
+    llm.modelName = opts.servedModelName ?? (typeof opts.model === 'string' ? opts.model : 'tandem');
+    return llm;
   }
 
   private promptIds(p: Prompt): number[] {
@@ -110,44 +122,227 @@ export class LLM {
     throw new InvalidInputError('a prompt is a string, {prompt: string} or {tokens: number[]}');
   }
 
-  /** Serve every prompt (continuous batching) and return completions in input order. */
-  async generate(prompts: readonly Prompt[], params: GenerateSamplingParams | GenerateSamplingParams[] = {}): Promise<CompletionOutput[]> {
-    const eng = this.engine;
-    const live = prompts.map((p, i) => {
-      const sp = Array.isArray(params) ? params[i] ?? {} : params;
-      const ids = this.promptIds(p);
-      const req = eng.addRequest(ids, sp);
-      return {
-        req, stop: sp.stop ?? [], detok: this.tokenizer.detokenizer({ promptIds: ids }) as IncrementalDetokenizer,
-        out: { requestId: req.requestId, promptTokenIds: ids, tokenIds: [] as number[], text: '', finishReason: null as FinishReason | null, stopReason: null as string | number | null },
-      };
-    });
-    const byId = new Map(live.map((l) => [l.req.requestId, l]));
-    while (live.some((l) => l.out.finishReason === null)) {
-      for (const o of await eng.step()) {
-        const l = byId.get(o.requestId);
-        if (!l || l.out.finishReason !== null) continue;
-        l.out.tokenIds.push(...o.newTokenIds);
-        l.out.text += l.detok.push(o.newTokenIds);
-        if (o.finished) {
-          l.out.text += l.detok.flush();
-          l.out.finishReason = o.finishReason;
-          l.out.stopReason = o.stopReason;
-        }
-        // Stop strings: cut the text before the first one and end the request (the engine frees its blocks).
-        const hit = l.stop.map((s) => [s, l.out.text.indexOf(s)] as const).filter(([, i]) => i >= 0).sort((a, b) => a[1] - b[1])[0];
-        if (hit) {
-          l.out.text = l.out.text.slice(0, hit[1]);
-          l.out.finishReason = 'stop';
-          l.out.stopReason = hit[0];
-          if (!o.finished) eng.scheduler.finishRequest(o.requestId, 'stop', hit[0]);
-        }
-      }
-    }
-    return live.map((l) => l.out);
+  /**
+   * Validate and queue one request; its deltas go to `sink` from the shared step loop. Throws (and queues
+   * nothing) on a bad prompt or parameters.
+   */
+  private track(p: Prompt, sp: StreamSamplingParams, sink: (d: StreamDelta) => void, fail: (e: unknown) => void): Tracked {
+    const ids = this.promptIds(p);
+    const stop = (sp.stop ?? []).filter((s) => s.length > 0);
+    const { stop: _s, requestId, ...engineParams } = sp;
+    if (requestId !== undefined && this.tracked.has(requestId)) throw new InvalidInputError(`request id ${requestId} is already in use`);
+    const req = this.engine.addRequest(ids, engineParams, requestId);
+    const t = new Tracked(req.requestId, ids, stop, this.tokenizer.detokenizer({ promptIds: ids }), sink, fail);
+    this.tracked.set(t.requestId, t);
+    this.ensureLoop();
+    return t;
   }
 
+  /**
+   * The one step loop: while any request of this LLM is unfinished, step the engine (never two steps at once)
+   * and route each output to its request's sink. Started on demand, ends when nothing is left.
+   */
+  private ensureLoop(): void {
+    if (this.loop) return;
+    this.loop = (async () => {
+      try {
+        while (this.tracked.size > 0) {
+          const outs = await this.engine.step();
+          for (const o of outs) {
+            const t = this.tracked.get(o.requestId);
+            if (t) this.deliver(t, o);
+          }
+          // A step that produced nothing (a partial prefill, say) may not have yielded to the event loop.
+          if (outs.length === 0) await new Promise((r) => setTimeout(r, 0));
+        }
+      } catch (e) {
+        const failed = [...this.tracked.values()];
+        this.tracked.clear();
+        for (const t of failed) {
+          this.engine.abort(t.requestId);
+          t.fail(e);
+        }
+      } finally {
+        this.loop = null;
+      }
+    })();
+  }
+
+  /** Apply one step's output: detokenize, find stop strings, emit the decided text. */
+  private deliver(t: Tracked, o: RequestStepOutput): void {
+    t.tokenIds.push(...o.newTokenIds);
+    t.text += t.detok.push(o.newTokenIds);
+    let finish: [FinishReason, string | number | null] | null = o.finished ? [o.finishReason ?? 'stop', o.stopReason] : null;
+    if (o.finished) t.text += t.detok.flush();
+    const hit = t.findStop();
+    if (hit) {
+      t.text = t.text.slice(0, hit[1]);
+      finish = ['stop', hit[0]];
+      if (!o.finished) this.engine.scheduler.finishRequest(t.requestId, 'stop', hit[0]);
+    }
+    this.emit(t, o.newTokenIds, finish);
+  }
+
+  private emit(t: Tracked, tokenIds: number[], finish: [FinishReason, string | number | null] | null): void {
+    // Hold back a suffix that may still become a stop string; at the end, everything left is decided.
+    const end = finish ? t.text.length : t.text.length - t.heldBack();
+    const text = end > t.emitted ? t.text.slice(t.emitted, end) : '';
+    t.emitted = Math.max(t.emitted, end);
+    if (finish) {
+      t.finishReason = finish[0];
+      t.stopReason = finish[1];
+      this.tracked.delete(t.requestId);
+    }
+    t.sink({ requestId: t.requestId, text, tokenIds, finishReason: t.finishReason, stopReason: t.stopReason });
+  }
+
+  /** Serve every prompt (continuous batching, on the shared step loop) and return completions in input order. */
+  async generate(prompts: readonly Prompt[], params: StreamSamplingParams | StreamSamplingParams[] = {}): Promise<CompletionOutput[]> {
+    const started: Tracked[] = [];
+    const done: Promise<void>[] = [];
+    try {
+      prompts.forEach((p, i) => {
+        const sp = Array.isArray(params) ? params[i] ?? {} : params;
+        let resolve!: () => void, reject!: (e: unknown) => void;
+        done.push(new Promise<void>((res, rej) => { resolve = res; reject = rej; }));
+        started.push(this.track(p, sp, (d) => { if (d.finishReason !== null) resolve(); }, reject));
+      });
+    } catch (e) {
+      for (const t of started) this.abort(t.requestId);
+      throw e;
+    }
+    await Promise.all(done);
+    return started.map((t) => ({
+      requestId: t.requestId, promptTokenIds: t.promptTokenIds, tokenIds: t.tokenIds, text: t.text,
+      finishReason: t.finishReason, stopReason: t.stopReason,
+    }));
+  }
+
+  /**
+   * Stream one request: an async iterable of deltas (new text and token ids per engine step; the last one has
+   * `finishReason`). Concatenated, the deltas' text is `generate`'s text for the same request. Runs on the same
+   * step loop as `generate`, so any number of streams and generate calls proceed together. Bad prompts or
+   * parameters throw here, before anything is queued. Leaving the iteration early aborts the request.
+   */
+  stream(prompt: Prompt, params: StreamSamplingParams = {}): RequestStream {
+    const q = new AsyncQueue<StreamDelta>();
+    const t = this.track(prompt, params, (d) => {
+      q.push(d);
+      if (d.finishReason !== null) q.end();
+    }, (e) => q.fail(e));
+    return new RequestStream(t.requestId, q, () => { if (t.finishReason === null) this.abort(t.requestId); });
+  }
+
+  /**
+   * Abort a request in any state: its blocks are freed now, and its stream (if any) ends with a delta of
+   * finishReason 'abort' (carrying any text held back for a possible stop string). False if unknown or done.
+   */
   abort(requestId: string): boolean {
-    return this.engine.abort(requestId);
+    const aborted = this.engine.abort(requestId);
+    const t = this.tracked.get(requestId);
+    if (t) this.emit(t, [], ['abort', null]);
+    return aborted || t !== undefined;
+  }
+
+  /** OpenAI's completions API (`llm.completions.create({...})`) over this LLM. */
+  get completions(): Completions {
+    this._completions ??= new Completions(this);
+    return this._completions;
+  }
+
+  /** Abort every unfinished request of this LLM (their streams end with 'abort'; generate calls resolve). */
+  dispose(): void {
+    for (const id of [...this.tracked.keys()]) this.abort(id);
+  }
+}
+
+export interface StreamSamplingParams extends GenerateSamplingParams {
+  /** The engine's request id (default: assigned). Must be unique among unfinished requests. */
+  requestId?: string;
+}
+
+/** One step's worth of a streamed request. */
+export interface StreamDelta {
+  requestId: string;
+  /** New text (may be '' while a character or a possible stop string is undecided). */
+  text: string;
+  /** Token ids generated this step (including those of a stop string, which is not in the text). */
+  tokenIds: number[];
+  /** Set on the last delta. */
+  finishReason: FinishReason | null;
+  stopReason: string | number | null;
+}
+
+/** A request's state on the LLM side: its detokenizer, its text so far, where its deltas go. */
+class Tracked {
+  tokenIds: number[] = [];
+  /** All text detokenized so far (cut before a stop string once one is found). */
+  text = '';
+  /** Characters of `text` already emitted. */
+  emitted = 0;
+  finishReason: FinishReason | null = null;
+  stopReason: string | number | null = null;
+  constructor(
+    readonly requestId: string,
+    readonly promptTokenIds: readonly number[],
+    readonly stop: readonly string[],
+    readonly detok: IncrementalDetokenizer,
+    readonly sink: (d: StreamDelta) => void,
+    readonly fail: (e: unknown) => void,
+  ) {}
+
+  /** The earliest stop string in the text (none can start before `emitted`: such a prefix is held back). */
+  findStop(): [string, number] | null {
+    let best: [string, number] | null = null;
+    for (const s of this.stop) {
+      const i = this.text.indexOf(s, this.emitted);
+      if (i >= 0 && (best === null || i < best[1])) best = [s, i];
+    }
+    return best;
+  }
+
+  /** Length of the longest suffix of the text that is a proper prefix of a stop string (still undecided). */
+  heldBack(): number {
+    let n = 0;
+    for (const s of this.stop) {
+      for (let k = Math.min(s.length - 1, this.text.length - this.emitted); k > n; k--) {
+        if (this.text.endsWith(s.slice(0, k))) { n = k; break; }
+      }
+    }
+    return n;
+  }
+}
+
+/** An unbounded single-consumer queue that ends or fails once. */
+export class AsyncQueue<T> {
+  private items: T[] = [];
+  private waiter: (() => void) | null = null;
+  private ended = false;
+  private error: { e: unknown } | null = null;
+  push(x: T): void { this.items.push(x); this.wake(); }
+  end(): void { this.ended = true; this.wake(); }
+  fail(e: unknown): void { this.error = { e }; this.wake(); }
+  private wake(): void { const w = this.waiter; this.waiter = null; w?.(); }
+  async next(): Promise<IteratorResult<T>> {
+    for (;;) {
+      if (this.items.length) return { value: this.items.shift()!, done: false };
+      if (this.error) throw this.error.e;
+      if (this.ended) return { value: undefined, done: true };
+      await new Promise<void>((r) => { this.waiter = r; });
+    }
+  }
+}
+
+/** `llm.stream()`'s result: iterate it once (for await); `requestId` is for `llm.abort()`. */
+export class RequestStream implements AsyncIterable<StreamDelta> {
+  constructor(readonly requestId: string, private readonly q: AsyncQueue<StreamDelta>, private readonly onReturn: () => void) {}
+  [Symbol.asyncIterator](): AsyncIterator<StreamDelta> {
+    return {
+      next: () => this.q.next(),
+      return: (): Promise<IteratorResult<StreamDelta>> => {
+        this.onReturn();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
   }
 }
