@@ -61,6 +61,28 @@ export interface CompletionOutput {
   stopReason: string | number | null;
 }
 
+export interface Distribution {
+  mean: number | null;
+  p50: number | null;
+  p90: number | null;
+}
+
+export interface EngineMetrics {
+  finishedRequests: number;
+  abortedRequests: number;
+  generatedTokens: number;
+  runningRequests: number;
+  waitingRequests: number;
+  ttftMs: Distribution;
+  timePerOutputTokenMs: Distribution;
+  queueTimeMs: Distribution;
+  /** Share of KV-cache blocks in use (0..1). */
+  kvCacheUsage: number;
+  /** Prompt tokens served from the prefix cache / prompt tokens looked up. */
+  prefixCacheHitRate: number;
+  preemptions: number;
+}
+
 export class LLM {
   readonly engine: LLMEngine;
   readonly tokenizer: OptTokenizer;
@@ -148,6 +170,10 @@ export class LLM {
       try {
         while (this.tracked.size > 0) {
           const outs = await this.engine.step();
+          const now = performance.now();
+          for (const t of this.tracked.values()) {
+            if (t.scheduledMs === null && this.engine.scheduler.getRequest(t.requestId)?.status === 'running') t.scheduledMs = now;
+          }
           for (const o of outs) {
             const t = this.tracked.get(o.requestId);
             if (t) this.deliver(t, o);
@@ -170,6 +196,7 @@ export class LLM {
 
   /** Apply one step's output: detokenize, find stop strings, emit the decided text. */
   private deliver(t: Tracked, o: RequestStepOutput): void {
+    if (t.firstTokenMs === null && o.newTokenIds.length > 0) t.firstTokenMs = performance.now();
     t.tokenIds.push(...o.newTokenIds);
     t.text += t.detok.push(o.newTokenIds);
     let finish: [FinishReason, string | number | null] | null = o.finished ? [o.finishReason ?? 'stop', o.stopReason] : null;
@@ -192,8 +219,47 @@ export class LLM {
       t.finishReason = finish[0];
       t.stopReason = finish[1];
       this.tracked.delete(t.requestId);
+      this.recordFinished(t);
     }
     t.sink({ requestId: t.requestId, text, tokenIds, finishReason: t.finishReason, stopReason: t.stopReason });
+  }
+
+  private readonly finishedStats = { requests: 0, aborted: 0, tokens: 0, ttft: [] as number[], tpot: [] as number[], queue: [] as number[] };
+
+  private recordFinished(t: Tracked): void {
+    const f = this.finishedStats, now = performance.now();
+    f.requests++;
+    if (t.finishReason === 'abort') f.aborted++;
+    f.tokens += t.tokenIds.length;
+    if (t.scheduledMs !== null) f.queue.push(t.scheduledMs - t.arrivalMs);
+    if (t.firstTokenMs !== null) {
+      f.ttft.push(t.firstTokenMs - t.arrivalMs);
+      if (t.tokenIds.length > 1) f.tpot.push((now - t.firstTokenMs) / (t.tokenIds.length - 1));
+    }
+    // Keep the latest 10,000 samples: enough for percentiles, bounded for a long-running server.
+    for (const xs of [f.ttft, f.tpot, f.queue]) if (xs.length > 10000) xs.splice(0, xs.length - 10000);
+  }
+
+  /**
+   * Serving metrics since creation (vLLM's): time to first token, time per output token and queue time (ms,
+   * mean / p50 / p90 over finished requests), KV-cache usage, prefix-cache hit rate, preemptions, counts.
+   */
+  metrics(): EngineMetrics {
+    const f = this.finishedStats;
+    const dist = (xs: number[]) => {
+      if (xs.length === 0) return { mean: null, p50: null, p90: null };
+      const s = [...xs].sort((a, b) => a - b);
+      return { mean: s.reduce((a, b) => a + b, 0) / s.length, p50: s[Math.floor(0.5 * (s.length - 1))], p90: s[Math.floor(0.9 * (s.length - 1))] };
+    };
+    const st = this.engine.scheduler.stats();
+    const pc = st.prefixCache;
+    return {
+      finishedRequests: f.requests, abortedRequests: f.aborted, generatedTokens: f.tokens,
+      runningRequests: st.numRunning, waitingRequests: st.numWaiting,
+      ttftMs: dist(f.ttft), timePerOutputTokenMs: dist(f.tpot), queueTimeMs: dist(f.queue),
+      kvCacheUsage: st.kvCacheUsage, prefixCacheHitRate: pc.queries > 0 ? pc.hits / pc.queries : 0,
+      preemptions: st.numPreemptions,
+    };
   }
 
   /** Serve every prompt (continuous batching, on the shared step loop) and return completions in input order. */
@@ -282,6 +348,10 @@ class Tracked {
   emitted = 0;
   finishReason: FinishReason | null = null;
   stopReason: string | number | null = null;
+  /** performance.now() at arrival, first scheduling, first token, finish (for metrics). */
+  readonly arrivalMs = performance.now();
+  scheduledMs: number | null = null;
+  firstTokenMs: number | null = null;
   constructor(
     readonly requestId: string,
     readonly promptTokenIds: readonly number[],

@@ -90,3 +90,21 @@ async function assertRejectsClass(fn: () => Promise<unknown>, cls: new (...a: ne
   try { await fn(); } catch (e) { assert(e instanceof cls, `expected ${cls.name}, got ${(e as Error).name}: ${(e as Error).message}`); return; }
   throw new Error(`expected ${cls.name}`);
 }
+
+Deno.test('LLM.metrics: TTFT, time per output token, queue time, prefix hit rate, preemptions, KV usage', async () => {
+  const { LLM } = await import('../../src/engine/llm.ts');
+  const { ref } = await readReference('opt-tiny');
+  const llm = await LLM.create({ model: `${FIXTURES}opt-tiny`, gpu: await testGpu(), gpuMemoryBytes: 64 << 20, gpuMemoryUtilization: 0.5 });
+  const prompts = ref.prompts.map((tokens) => ({ tokens }));
+  await llm.generate(prompts, { maxTokens: 10, ignoreEos: true });
+  await llm.generate(prompts, { maxTokens: 10, ignoreEos: true }); // the same prompts again: prefix-cache hits
+  const m = llm.metrics();
+  assertEquals(m.finishedRequests, 2 * prompts.length);
+  assertEquals(m.generatedTokens, 2 * prompts.length * 10);
+  assertEquals([m.runningRequests, m.waitingRequests, m.kvCacheUsage], [0, 0, 0]);
+  for (const d of [m.ttftMs, m.timePerOutputTokenMs, m.queueTimeMs]) {
+    assert(d.mean !== null && d.p50 !== null && d.p90 !== null && d.mean >= 0 && d.p50 <= d.p90, JSON.stringify(d));
+  }
+  assert(m.prefixCacheHitRate > 0.3, `second pass should hit the prefix cache: ${m.prefixCacheHitRate}`);
+  assertEquals(m.preemptions, 0);
+});
