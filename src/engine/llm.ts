@@ -18,6 +18,7 @@ import { kvCacheBytesPerBlock } from '../model/kv_cache.ts';
 import { OptTokenizer } from '../model/tokenizer/index.ts';
 import type { IncrementalDetokenizer } from '../model/tokenizer/index.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
+import type { HostTensor } from '../model/weights/types.ts';
 import { KvCacheTooSmallError } from './errors.ts';
 import { LLMEngine, type SamplingParams } from './llm_engine.ts';
 import type { FinishReason } from './request.ts';
@@ -303,6 +304,11 @@ export class LLM {
    * Abort a request in any state: its blocks are freed now, and its stream (if any) ends with a delta of
    * finishReason 'abort' (carrying any text held back for a possible stop string). False if unknown or done.
    */
+  /** Overwrite weights on the GPU by HF name and reset the prefix cache (LLMEngine.updateWeights). */
+  updateWeights(tensors: Iterable<[string, HostTensor]>): number {
+    return this.engine.updateWeights(tensors);
+  }
+
   abort(requestId: string): boolean {
     const aborted = this.engine.abort(requestId);
     const t = this.tracked.get(requestId);

@@ -4,14 +4,16 @@
  * requests to completion. The user-facing `LLM` API (text in, streaming, metrics, sleep, weight updates) is
  * built on this.
  */
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError, WeightMismatchError } from '../errors.ts';
+import { convertTensor } from '../model/weights/dtype.ts';
+import { canonicalTensorName } from '../model/weights/names.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import type { ElementType } from '../kernels/shader.ts';
 import type { SamplingRow } from '../kernels/sample.ts';
 import { parseOptConfig, type OptConfig } from '../model/config.ts';
 import { uploadWeights, type OptGpuWeights } from '../model/gpu_weights.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
-import type { Checkpoint } from '../model/weights/types.ts';
+import type { Checkpoint, HostTensor } from '../model/weights/types.ts';
 import { KVCacheManager } from './kv_cache_manager.ts';
 import { MAX_LOOKAHEAD, ModelRunner } from './model_runner.ts';
 import { Request, type FinishReason, type RequestSamplingParams } from './request.ts';
@@ -60,7 +62,10 @@ export class LLMEngine {
   private nextId = 0;
   private nextSeed = 0x5eed;
 
-  private constructor(config: OptConfig, weights: OptGpuWeights, kv: KVCacheManager, scheduler: Scheduler<SamplingParams>, runner: ModelRunner) {
+  private readonly gpu: Gpu;
+
+  private constructor(gpu: Gpu, config: OptConfig, weights: OptGpuWeights, kv: KVCacheManager, scheduler: Scheduler<SamplingParams>, runner: ModelRunner) {
+    this.gpu = gpu;
     this.config = config;
     this.weights = weights;
     this.kv = kv;
@@ -83,7 +88,7 @@ export class LLMEngine {
     const runner = await ModelRunner.create(gpu, config, weights, {
       maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks: opts.numBlocks, kvDtype: dtype,
     });
-    return new LLMEngine(config, weights, kv, scheduler, runner);
+    return new LLMEngine(gpu, config, weights, kv, scheduler, runner);
   }
 
   addRequest(promptTokenIds: readonly number[], params: SamplingParams = {}, requestId = `req-${this.nextId++}`): Request<SamplingParams> {
@@ -97,6 +102,32 @@ export class LLMEngine {
     const req = new Request<SamplingParams>({ requestId, promptTokenIds, samplingParams: seeded, eosTokenId: this.config.eosTokenId });
     this.scheduler.addRequest(req);
     return req;
+  }
+
+  /**
+   * Overwrite weights in place on the GPU (the same buffers, so captured steps stay valid) and reset the prefix
+   * cache, whose blocks hold keys and values computed with the old weights. `tensors` are HF-named (with or
+   * without `model.`); each must exist with the checkpoint's shape. Requests in flight continue on the new
+   * weights from their next step (as in vLLM, pause generation around an update if that matters).
+   */
+  updateWeights(tensors: Iterable<[string, HostTensor]>): number {
+    const storage = this.weights.dtype === 'f16' ? 'F16' : 'F32';
+    let n = 0;
+    for (const [rawName, t] of tensors) {
+      const name = canonicalTensorName(rawName);
+      if (name === 'lm_head.weight' && this.config.tieWordEmbeddings) {
+        throw new WeightMismatchError('lm_head.weight is tied to model.decoder.embed_tokens.weight: update the embedding instead');
+      }
+      const loc = this.weights.locations.get(name);
+      if (!loc) throw new WeightMismatchError(`updateWeights: the model has no tensor ${rawName}`);
+      if (loc.shape.length !== t.shape.length || loc.shape.some((d, i) => d !== t.shape[i])) {
+        throw new WeightMismatchError(`updateWeights: ${name} has shape [${t.shape}], the model's is [${loc.shape}]`);
+      }
+      this.gpu.write(loc.buffer, convertTensor(t, storage).bytes, loc.byteOffset);
+      n++;
+    }
+    this.kv.resetPrefixCache();
+    return n;
   }
 
   abort(requestId: string): boolean {

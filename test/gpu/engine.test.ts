@@ -108,3 +108,26 @@ Deno.test('LLM.metrics: TTFT, time per output token, queue time, prefix hit rate
   assert(m.prefixCacheHitRate > 0.3, `second pass should hit the prefix cache: ${m.prefixCacheHitRate}`);
   assertEquals(m.preemptions, 0);
 });
+
+Deno.test('updateWeights: new weights by name take effect, the prefix cache is reset, bad names and shapes are typed errors', async () => {
+  const { syntheticTensors } = await import('../../src/model/weights/synthetic.ts');
+  const { parseOptConfig } = await import('../../src/model/config.ts');
+  const { WeightMismatchError } = await import('../../src/errors.ts');
+  const { ref } = await readReference('opt-tiny');
+  const configJson = JSON.parse(await Deno.readTextFile(`${FIXTURES}opt-tiny/config.json`));
+  const other = syntheticTensors(parseOptConfig(configJson), 2);
+  const e = await engine('opt-tiny');
+  const before = await e.generate(ref.prompts, { maxTokens: 12, ignoreEos: true });
+  assertEquals(e.updateWeights(other), other.size);
+  const after = await e.generate(ref.prompts, { maxTokens: 12, ignoreEos: true });
+  // A fresh engine on the new weights is the oracle: same tokens, so no stale prefix-cache block was reused.
+  const fresh = await LLMEngine.create(await testGpu(), { configJson, tensors: syntheticTensors(parseOptConfig(configJson), 2) }, { numBlocks: 64 });
+  const want = await fresh.generate(ref.prompts, { maxTokens: 12, ignoreEos: true });
+  after.forEach((o, i) => assertEquals(o.tokenIds, want[i].tokenIds, `prompt ${i}`));
+  assert(after.some((o, i) => o.tokenIds.join() !== before[i].tokenIds.join()), 'new weights must change some output');
+  let threw = 0;
+  for (const bad of [[['model.decoder.nope.weight', other.get('model.decoder.embed_tokens.weight')!]], [['model.decoder.layers.0.fc1.bias', other.get('model.decoder.layers.0.fc2.bias')!]]] as const) {
+    try { e.updateWeights(bad as unknown as Iterable<[string, never]>); } catch (err) { assert(err instanceof WeightMismatchError, String(err)); threw++; }
+  }
+  assertEquals(threw, 2);
+});
