@@ -304,6 +304,17 @@ export class LLM {
    * Abort a request in any state: its blocks are freed now, and its stream (if any) ends with a delta of
    * finishReason 'abort' (carrying any text held back for a possible stop string). False if unknown or done.
    */
+  /** vLLM's sleep mode (LLMEngine.sleep): level 1 frees the KV cache and moves weights to the host, 2 drops them. */
+  sleep(level: 1 | 2 = 1): Promise<number> {
+    if (this.tracked.size > 0) throw new InvalidInputError('sleep needs an idle engine: finish or abort every request first');
+    return this.engine.sleep(level);
+  }
+
+  /** Wake from sleep: 'weights', then 'kv_cache' (both by default). */
+  wakeUp(tags?: ReadonlyArray<'weights' | 'kv_cache'>): Promise<void> {
+    return this.engine.wakeUp(tags);
+  }
+
   /** Overwrite weights on the GPU by HF name and reset the prefix cache (LLMEngine.updateWeights). */
   updateWeights(tensors: Iterable<[string, HostTensor]>): number {
     return this.engine.updateWeights(tensors);

@@ -10,12 +10,12 @@ import { canonicalTensorName } from '../model/weights/names.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import type { ElementType } from '../kernels/shader.ts';
 import type { SamplingRow } from '../kernels/sample.ts';
-import { parseOptConfig, type OptConfig } from '../model/config.ts';
+import { expectedTensors, parseOptConfig, type OptConfig } from '../model/config.ts';
 import { uploadWeights, type OptGpuWeights } from '../model/gpu_weights.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
-import type { Checkpoint, HostTensor } from '../model/weights/types.ts';
+import type { Checkpoint, HostTensor, TensorMap } from '../model/weights/types.ts';
 import { KVCacheManager } from './kv_cache_manager.ts';
-import { MAX_LOOKAHEAD, ModelRunner } from './model_runner.ts';
+import { MAX_LOOKAHEAD, ModelRunner, type ModelRunnerConfig } from './model_runner.ts';
 import { Request, type FinishReason, type RequestSamplingParams } from './request.ts';
 import { Scheduler, type RequestStepOutput } from './scheduler.ts';
 
@@ -57,15 +57,23 @@ export class LLMEngine {
   readonly config: OptConfig;
   readonly scheduler: Scheduler<SamplingParams>;
   readonly kv: KVCacheManager;
-  readonly runner: ModelRunner;
-  readonly weights: OptGpuWeights;
+  /** Replaced by wakeUp() after a sleep. */
+  runner: ModelRunner;
+  weights: OptGpuWeights;
+  /** 0 awake; 1 weights kept on the host, KV cache freed; 2 weights and KV cache dropped (vLLM's sleep levels). */
+  private asleep: { level: 1 | 2; weights: TensorMap | null; weightsAwake: boolean; kvAwake: boolean } | null = null;
+  private readonly runnerOptions: ModelRunnerConfig;
   private nextId = 0;
   private nextSeed = 0x5eed;
 
   private readonly gpu: Gpu;
 
-  private constructor(gpu: Gpu, config: OptConfig, weights: OptGpuWeights, kv: KVCacheManager, scheduler: Scheduler<SamplingParams>, runner: ModelRunner) {
+  private constructor(
+    gpu: Gpu, config: OptConfig, weights: OptGpuWeights, kv: KVCacheManager, scheduler: Scheduler<SamplingParams>, runner: ModelRunner,
+    runnerOptions: ModelRunnerConfig,
+  ) {
     this.gpu = gpu;
+    this.runnerOptions = runnerOptions;
     this.config = config;
     this.weights = weights;
     this.kv = kv;
@@ -85,10 +93,9 @@ export class LLMEngine {
     const numLookaheadTokens = Math.min(opts.numLookaheadTokens ?? 7, MAX_LOOKAHEAD);
     const scheduler = new Scheduler<SamplingParams>({ maxNumSeqs, maxNumBatchedTokens, numLookaheadTokens }, kv);
     const weights = await uploadWeights(gpu, config, ckpt.tensors, dtype);
-    const runner = await ModelRunner.create(gpu, config, weights, {
-      maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks: opts.numBlocks, kvDtype: dtype,
-    });
-    return new LLMEngine(gpu, config, weights, kv, scheduler, runner);
+    const runnerOptions: ModelRunnerConfig = { maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks: opts.numBlocks, kvDtype: dtype };
+    const runner = await ModelRunner.create(gpu, config, weights, runnerOptions);
+    return new LLMEngine(gpu, config, weights, kv, scheduler, runner, runnerOptions);
   }
 
   addRequest(promptTokenIds: readonly number[], params: SamplingParams = {}, requestId = `req-${this.nextId++}`): Request<SamplingParams> {
@@ -111,6 +118,7 @@ export class LLMEngine {
    * weights from their next step (as in vLLM, pause generation around an update if that matters).
    */
   updateWeights(tensors: Iterable<[string, HostTensor]>): number {
+    if (this.asleep && !this.asleep.weightsAwake) throw new InvalidInputError("the weights are asleep: wakeUp(['weights']) first");
     const storage = this.weights.dtype === 'f16' ? 'F16' : 'F32';
     let n = 0;
     for (const [rawName, t] of tensors) {
@@ -138,8 +146,61 @@ export class LLMEngine {
     return this.scheduler.hasUnfinishedRequests();
   }
 
+  /**
+   * vLLM's sleep mode, for an idle engine: level 1 copies the weights to the host and frees them and the KV
+   * cache on the GPU; level 2 drops the weights too (wake up, then load new ones with updateWeights). The prefix
+   * cache is reset (its blocks are gone). Returns the GPU bytes freed.
+   */
+  async sleep(level: 1 | 2 = 1): Promise<number> {
+    if (level !== 1 && level !== 2) throw new InvalidInputError(`sleep level must be 1 or 2, got ${level}`);
+    if (this.asleep) throw new InvalidInputError(`the engine is already asleep (level ${this.asleep.level})`);
+    if (this.scheduler.hasUnfinishedRequests()) throw new InvalidInputError('sleep needs an idle engine: finish or abort every request first');
+    const before = this.gpu.stats().bytesAllocated;
+    let host: TensorMap | null = null;
+    if (level === 1) {
+      host = new Map();
+      const storage = this.weights.dtype === 'f16' ? 'F16' : 'F32';
+      for (const [name, loc] of this.weights.locations) {
+        const bytes = loc.shape.reduce((a, b) => a * b, 1) * (storage === 'F16' ? 2 : 4);
+        host.set(name, { dtype: storage, shape: loc.shape, bytes: new Uint8Array(await this.gpu.read(loc.buffer, loc.byteOffset, bytes)) });
+      }
+    }
+    this.runner.release();
+    for (const b of new Set([...this.weights.locations.values()].map((l) => l.buffer))) this.gpu.destroyBuffer(b);
+    this.kv.resetPrefixCache();
+    this.asleep = { level, weights: host, weightsAwake: false, kvAwake: false };
+    return before - this.gpu.stats().bytesAllocated;
+  }
+
+  /**
+   * Wake from sleep: 'weights' (re-uploaded from the host copy after level 1; zeros after level 2, to be
+   * overwritten with updateWeights) and then 'kv_cache' (KV cache and activations). Both by default.
+   */
+  async wakeUp(tags: ReadonlyArray<'weights' | 'kv_cache'> = ['weights', 'kv_cache']): Promise<void> {
+    const s = this.asleep;
+    if (!s) return;
+    if (tags.includes('weights') && !s.weightsAwake) {
+      const tensors: TensorMap = s.weights ?? new Map([...expectedTensors(this.config)].map(([name, shape]) => [name, {
+        dtype: 'F32' as const, shape, bytes: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 4),
+      }]));
+      this.weights = await uploadWeights(this.gpu, this.config, tensors, this.weights.dtype);
+      s.weightsAwake = true;
+    }
+    if (tags.includes('kv_cache') && !s.kvAwake) {
+      if (!s.weightsAwake) throw new InvalidInputError("wake up 'weights' before 'kv_cache'");
+      this.runner = await ModelRunner.create(this.gpu, this.config, this.weights, this.runnerOptions);
+      s.kvAwake = true;
+    }
+    if (s.weightsAwake && s.kvAwake) this.asleep = null;
+  }
+
+  get sleepLevel(): 0 | 1 | 2 {
+    return this.asleep?.level ?? 0;
+  }
+
   /** One engine step: schedule, run, sample, update. */
   async step(): Promise<RequestStepOutput[]> {
+    if (this.asleep) throw new InvalidInputError(`the engine is asleep (level ${this.asleep.level}): call wakeUp() first`);
     const out = this.scheduler.schedule();
     if (out.chunks.length === 0) return this.scheduler.updateFromOutput(out, new Map());
     const sampled = await this.runner.execute(out.chunks.map((c) => {

@@ -118,6 +118,14 @@ export class ModelRunner {
     return new ModelRunner(gpu, config, rc, forward, cache, buf);
   }
 
+  /** Free every GPU buffer the runner holds (activations, KV cache, step buffers) and its captured steps. */
+  release(): void {
+    for (const plan of this.plans.values()) this.gpu.releaseRecording(plan);
+    this.plans.clear();
+    const all = new Set<GpuBuffer>([...this.forward.buffers(), ...this.cache.layers.flatMap((l) => [l.key, l.value]), ...Object.values(this.buf)]);
+    for (const b of all) this.gpu.destroyBuffer(b);
+  }
+
   /**
    * Run one step: forward over every chunk, then sample one token for each chunk with `samplesToken`.
    * When every chunk is a single-token decode with lookahead slots, then up to min(numLookaheadTokens) more

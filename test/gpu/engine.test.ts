@@ -131,3 +131,33 @@ Deno.test('updateWeights: new weights by name take effect, the prefix cache is r
   }
   assertEquals(threw, 2);
 });
+
+Deno.test('sleep/wakeUp: level 1 frees GPU memory and restores the same model; level 2 needs new weights; asleep is a typed error', async () => {
+  const { InvalidInputError } = await import('../../src/errors.ts');
+  const { loadCheckpoint } = await import('../../src/model/weights/sources.ts');
+  const { ref } = await readReference('opt-tiny');
+  const gpu = await testGpu();
+  const e = await engine('opt-tiny');
+  const want = await e.generate(ref.prompts, { maxTokens: 10, ignoreEos: true });
+  const before = gpu.stats().bytesAllocated;
+  const freed = await e.sleep(1);
+  assert(freed >= e.weights.totalBytes + e.runner.cache.bytes, `sleep(1) freed ${freed} bytes`);
+  assertEquals(gpu.stats().bytesAllocated, before - freed);
+  let asleepError: unknown = null;
+  try { await e.step(); } catch (err) { asleepError = err; }
+  assert(asleepError instanceof InvalidInputError, String(asleepError));
+  await e.wakeUp();
+  assertEquals((await e.generate(ref.prompts, { maxTokens: 10, ignoreEos: true })).map((o) => o.tokenIds), want.map((o) => o.tokenIds));
+  // Level 2: weights dropped; wake them, load the checkpoint again by name, then the KV cache.
+  await e.sleep(2);
+  await e.wakeUp(['weights']);
+  e.updateWeights((await loadCheckpoint(`${FIXTURES}opt-tiny`)).tensors);
+  await e.wakeUp(['kv_cache']);
+  assertEquals((await e.generate(ref.prompts, { maxTokens: 10, ignoreEos: true })).map((o) => o.tokenIds), want.map((o) => o.tokenIds));
+  // Not while requests are in flight.
+  e.addRequest(ref.prompts[0], { maxTokens: 3 });
+  let busy: unknown = null;
+  try { await e.sleep(1); } catch (err) { busy = err; }
+  assert(busy instanceof InvalidInputError, String(busy));
+  while (e.hasUnfinishedRequests()) await e.step();
+});
