@@ -1,5 +1,5 @@
 // GPU sampler + decode advance. One workgroup per sequence s picks the next token from logits row s:
-// greedy (temperature 0: argmax, lowest id on ties), or temperature / top-k / top-p sampling with a
+// greedy (temperature 0: argmax, lowest id on ties), or temperature / top-k / min-p / top-p sampling with a
 // counter-based random number keyed on (seed, position), so a request's draw does not depend on the batch.
 // Then, so the decode loop never waits for the CPU, it appends the token to the output ring and writes the
 // next step's inputs: token id, position and KV slot (through the block table). All reductions run in a
@@ -16,6 +16,10 @@ struct Sampling {
   top_k: u32,
   top_p: f32,
   seed: u32,
+  min_p: f32,     // keep tokens with probability >= min_p * the largest (0 = off)
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -157,6 +161,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
       }
       thr = prefix;
     }
+    // Min-p: p >= min_p * p_max, i.e. v >= max + ln(min_p); a threshold like top-k's, so they intersect.
+    if (sp.min_p > 0.0) { thr = max(thr, sort_key(mx + log(min(sp.min_p, 1.0)))); }
     var z = 0.0;
     for (var i = lo; i < hi; i++) {
       let v = logits[row + i] * inv_t;

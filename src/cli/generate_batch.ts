@@ -2,7 +2,7 @@
  * `tandem generate --prompts-file F`: serve every request of a JSON file through the engine (continuous
  * batching) and return `[{tokens, text, finishReason}]` in input order. F is a JSON array of `{tokens: [...]}`
  * or `{prompt: "..."}`, each optionally with its own sampling fields (snake_case as in OpenAI's API, or
- * camelCase): max_tokens, temperature, top_k, top_p, seed, ignore_eos, min_tokens, stop, stop_token_ids. The
+ * camelCase): max_tokens, temperature, top_k, top_p, min_p, seed, ignore_eos, min_tokens, stop, stop_token_ids. The
  * command line's sampling flags are every request's defaults.
  */
 import { InvalidInputError } from '../errors.ts';
@@ -15,6 +15,7 @@ const FIELDS: Array<[keyof GenerateSamplingParams, string[], 'int' | 'num' | 'bo
   ['temperature', ['temperature'], 'num'],
   ['topK', ['top_k', 'topK'], 'int'],
   ['topP', ['top_p', 'topP'], 'num'],
+  ['minP', ['min_p', 'minP'], 'num'],
   ['seed', ['seed'], 'int'],
   ['ignoreEos', ['ignore_eos', 'ignoreEos'], 'bool'],
   ['minTokens', ['min_tokens', 'minTokens'], 'int'],

@@ -21,7 +21,7 @@ const USAGE = `usage: tandem <command> [options]
            temperature, top_k, top_p, seed, ignore_eos, min_tokens, stop, stop_token_ids) through the serving
            engine; prints [{tokens, text, finishReason}] in input order
   generate --model SPEC (--tokens ... | --prompt TEXT) --max-tokens N
-           [--greedy | --temperature T --top-k K --top-p P --seed S] [--ignore-eos] [--dtype f32|f16] [--json]
+           [--greedy | --temperature T --top-k K --top-p P --min-p M --seed S] [--ignore-eos] [--dtype f32|f16] [--json]
   tokenize --prompt TEXT [--json]
   info     [--json]          WebGPU adapter, features and limits
 ${SERVE_USAGE}
@@ -40,6 +40,7 @@ const OPTIONS = {
   temperature: { type: 'string' },
   'top-k': { type: 'string' },
   'top-p': { type: 'string' },
+  'min-p': { type: 'string' },
   seed: { type: 'string' },
   'ignore-eos': { type: 'boolean', default: false },
   'block-size': { type: 'string' },
@@ -126,6 +127,7 @@ async function cmdGenerateBatch(v: Values): Promise<unknown> {
     temperature: v.greedy ? 0 : num(v.temperature, 'temperature', false),
     topK: num(v['top-k'], 'top-k', true),
     topP: num(v['top-p'], 'top-p', false),
+    minP: num(v['min-p'], 'min-p', false),
     seed: num(v.seed, 'seed', true),
     ignoreEos: v['ignore-eos'] || undefined,
   };
@@ -151,7 +153,7 @@ async function cmdGenerate(v: Values): Promise<unknown> {
   const tokens = await promptTokens(v);
   const maxTokens = num(v['max-tokens'], 'max-tokens', true);
   if (maxTokens === undefined) throw new InvalidInputError('--max-tokens N is required');
-  const sampled = v.temperature !== undefined || v['top-k'] !== undefined || v['top-p'] !== undefined || v.seed !== undefined;
+  const sampled = v.temperature !== undefined || v['top-k'] !== undefined || v['top-p'] !== undefined || v['min-p'] !== undefined || v.seed !== undefined;
   if (v.greedy && sampled) throw new InvalidInputError('--greedy cannot be combined with --temperature/--top-k/--top-p/--seed');
   const model = await loadModel(v);
   const t0 = performance.now();
@@ -160,6 +162,7 @@ async function cmdGenerate(v: Values): Promise<unknown> {
     temperature: v.greedy ? 0 : num(v.temperature, 'temperature', false) ?? (sampled ? 1 : 0),
     topK: num(v['top-k'], 'top-k', true),
     topP: num(v['top-p'], 'top-p', false),
+    minP: num(v['min-p'], 'min-p', false),
     seed: num(v.seed, 'seed', true),
     ignoreEos: v['ignore-eos'],
   });

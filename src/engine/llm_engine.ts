@@ -6,6 +6,7 @@
  */
 import { InvalidInputError, WeightMismatchError } from '../errors.ts';
 import { convertTensor } from '../model/weights/dtype.ts';
+import { validateSamplingValues } from '../model/generate.ts';
 import { canonicalTensorName } from '../model/weights/names.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import type { ElementType } from '../kernels/shader.ts';
@@ -26,6 +27,8 @@ export interface SamplingParams extends RequestSamplingParams {
   topK?: number;
   /** 1 = off. */
   topP?: number;
+  /** 0 = off: keep tokens with probability >= minP * the most likely one's. */
+  minP?: number;
   /** Per-request seed: its draws depend on (seed, position) only, never on the batch. */
   seed?: number;
 }
@@ -99,6 +102,7 @@ export class LLMEngine {
   }
 
   addRequest(promptTokenIds: readonly number[], params: SamplingParams = {}, requestId = `req-${this.nextId++}`): Request<SamplingParams> {
+    validateSamplingValues(params);
     promptTokenIds.forEach((t, i) => {
       if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
         throw new InvalidInputError(`request ${requestId}: token ${i} is ${t}, outside the vocabulary [0, ${this.config.vocabSize})`);
@@ -206,7 +210,7 @@ export class LLMEngine {
     const sampled = await this.runner.execute(out.chunks.map((c) => {
       const req = this.scheduler.getRequest(c.requestId)!;
       const p = req.samplingParams;
-      const sampling: SamplingRow = { temperature: p.temperature ?? 0, topK: p.topK ?? 0, topP: p.topP ?? 1, seed: p.seed ?? 0 };
+      const sampling: SamplingRow = { temperature: p.temperature ?? 0, topK: p.topK ?? 0, topP: p.topP ?? 1, seed: p.seed ?? 0, minP: p.minP ?? 0 };
       return { ...c, sampling };
     }));
     return this.scheduler.updateFromOutput(out, sampled);

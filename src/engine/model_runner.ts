@@ -13,7 +13,7 @@
 import { InvalidInputError } from '../errors.ts';
 import type { Gpu, GpuBuffer, Recording } from '../gpu/gpu.ts';
 import { ATTENTION_PARTITION, buildQueryBlocks, queryBlockSize } from '../kernels/paged_attention.ts';
-import { packSamplingRows, sampleAndAdvance, type SamplingRow } from '../kernels/sample.ts';
+import { packSamplingRows, SAMPLING_ROW_WORDS, sampleAndAdvance, type SamplingRow } from '../kernels/sample.ts';
 import type { OptConfig } from '../model/config.ts';
 import { OptForward } from '../model/forward.ts';
 import type { OptGpuWeights } from '../model/gpu_weights.ts';
@@ -104,7 +104,7 @@ export class ModelRunner {
       queryBlocks: await u32(2 * (Math.ceil(T / qb) + S), 'runner.queryBlocks'),
       logitIndices: await u32(S, 'runner.logitIndices'),
       logits: await gpu.createBuffer(S * config.vocabSize * 4, 'runner.logits'),
-      sampling: await u32(4 * S, 'runner.sampling'),
+      sampling: await u32(SAMPLING_ROW_WORDS * S, 'runner.sampling'),
       seqState: await u32(2 * S, 'runner.seqState'),
       nextIds: await u32(S, 'runner.nextIds'),
       nextPositions: await u32(S, 'runner.nextPositions'),

@@ -33,6 +33,8 @@ export interface CompletionCreateParams {
   /** Default 1 (OpenAI); 0 = greedy. */
   temperature?: number | null;
   top_p?: number | null;
+  /** vLLM's extra sampling parameter: keep tokens with probability >= min_p * the most likely one's. */
+  min_p?: number | null;
   /** vLLM's extension; -1 or 0 = off. */
   top_k?: number | null;
   seed?: number | null;
@@ -178,6 +180,7 @@ function parseRequest(llm: LLM, body: unknown): Parsed {
   });
   const temperature = optNumber(b, 'temperature', (v) => v >= 0 && v <= 2, 'in [0, 2]') ?? 1;
   const topP = optNumber(b, 'top_p', (v) => v > 0 && v <= 1, 'in (0, 1]');
+  const minP = optNumber(b, 'min_p', (v) => v >= 0 && v <= 1, 'in [0, 1]');
   const topKRaw = optInt(b, 'top_k', -1);
   const seedRaw = b.seed;
   let seed: number | undefined;
@@ -212,6 +215,7 @@ function parseRequest(llm: LLM, body: unknown): Parsed {
   const params: StreamSamplingParams = { temperature };
   if (maxTokens !== undefined) params.maxTokens = maxTokens;
   if (topP !== undefined) params.topP = topP;
+  if (minP !== undefined) params.minP = minP;
   if (topKRaw !== undefined && topKRaw > 0) params.topK = topKRaw;
   if (seed !== undefined) params.seed = seed;
   if (stop?.length) params.stop = stop;

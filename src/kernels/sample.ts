@@ -2,7 +2,7 @@ import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import { packParams } from '../gpu/gpu.ts';
 import { shaderSource } from './shader.ts';
 
-/** Per-sequence sampling parameters as the sampler kernel reads them (16 bytes each). */
+/** Per-sequence sampling parameters as the sampler kernel reads them (32 bytes each). */
 export interface SamplingRow {
   /** 0 = greedy. */
   temperature: number;
@@ -11,16 +11,23 @@ export interface SamplingRow {
   /** 1 = off. */
   topP: number;
   seed: number;
+  /** 0 = off: keep tokens whose probability is at least minP times the most likely one's. */
+  minP?: number;
 }
 
+/** u32 words per packed sampling row. */
+export const SAMPLING_ROW_WORDS = 8;
+
 export function packSamplingRows(rows: SamplingRow[]): Uint32Array {
-  const words = new Uint32Array(rows.length * 4);
+  const W = SAMPLING_ROW_WORDS;
+  const words = new Uint32Array(rows.length * W);
   const f = new Float32Array(words.buffer);
   rows.forEach((r, i) => {
-    f[4 * i] = r.temperature;
-    words[4 * i + 1] = r.topK >>> 0;
-    f[4 * i + 2] = r.topP;
-    words[4 * i + 3] = r.seed >>> 0;
+    f[W * i] = r.temperature;
+    words[W * i + 1] = r.topK >>> 0;
+    f[W * i + 2] = r.topP;
+    words[W * i + 3] = r.seed >>> 0;
+    f[W * i + 4] = r.minP ?? 0;
   });
   return words;
 }

@@ -1,7 +1,7 @@
 import { InvalidInputError } from '../errors.ts';
 import type { GpuBuffer, Recording } from '../gpu/gpu.ts';
 import { ATTENTION_PARTITION } from '../kernels/paged_attention.ts';
-import { packSamplingRows, sampleAndAdvance, type SamplerBuffers } from '../kernels/sample.ts';
+import { packSamplingRows, SAMPLING_ROW_WORDS, sampleAndAdvance, type SamplerBuffers } from '../kernels/sample.ts';
 import type { OptModel } from './opt.ts';
 
 export interface GenerateParams {
@@ -12,6 +12,8 @@ export interface GenerateParams {
   topK?: number;
   /** 1 = off. */
   topP?: number;
+  /** 0 = off: keep tokens with probability >= minP * the most likely one's. */
+  minP?: number;
   seed?: number;
   /** Keep going past the end-of-sequence token. */
   ignoreEos?: boolean;
@@ -46,7 +48,7 @@ async function decodeState(model: OptModel): Promise<DecodeState> {
   const u32 = (n: number, label: string) => g.createBuffer(4 * n, label);
   s = {
     logits: model.logitsBuffer,
-    sampling: await u32(4, 'decode.sampling'),
+    sampling: await u32(SAMPLING_ROW_WORDS, 'decode.sampling'),
     blockTables: model.prefill.blockTables,
     seqState: await u32(2, 'decode.seqState'),
     nextIds: await u32(1, 'decode.tokenIds'),
@@ -82,11 +84,17 @@ function decodePlan(model: OptModel, s: DecodeState, context: number, samplerArg
 }
 
 export function validateGenerateParams(p: GenerateParams): void {
+  if (!Number.isInteger(p.maxTokens) || p.maxTokens < 1) throw new InvalidInputError(`maxTokens must be a positive integer, got ${p.maxTokens}`);
+  validateSamplingValues(p);
+}
+
+/** Checks the sampler's values (shared by generate() and the serving engine); throws InvalidInputError naming the field. */
+export function validateSamplingValues(p: { temperature?: number; topK?: number; topP?: number; minP?: number; seed?: number }): void {
   const bad = (m: string) => { throw new InvalidInputError(m); };
-  if (!Number.isInteger(p.maxTokens) || p.maxTokens < 1) bad(`maxTokens must be a positive integer, got ${p.maxTokens}`);
   if (p.temperature !== undefined && !(p.temperature >= 0 && Number.isFinite(p.temperature))) bad(`temperature must be >= 0, got ${p.temperature}`);
   if (p.topK !== undefined && !(Number.isInteger(p.topK) && p.topK >= 0)) bad(`topK must be a non-negative integer (0 = off), got ${p.topK}`);
   if (p.topP !== undefined && !(p.topP > 0 && p.topP <= 1)) bad(`topP must be in (0, 1], got ${p.topP}`);
+  if (p.minP !== undefined && !(p.minP >= 0 && p.minP <= 1)) bad(`minP must be in [0, 1], got ${p.minP}`);
   if (p.seed !== undefined && !(Number.isInteger(p.seed) && p.seed >= 0 && p.seed <= 0xffffffff)) bad(`seed must be a u32, got ${p.seed}`);
 }
 
@@ -105,7 +113,7 @@ export async function generate(model: OptModel, prompt: readonly number[], param
   const g = model.gpu;
   const s = await decodeState(model);
   const sampling = packSamplingRows([{
-    temperature: params.temperature ?? 0, topK: params.topK ?? 0, topP: params.topP ?? 1, seed: params.seed ?? 0,
+    temperature: params.temperature ?? 0, topK: params.topK ?? 0, topP: params.topP ?? 1, seed: params.seed ?? 0, minP: params.minP ?? 0,
   }]);
   g.write(s.sampling, sampling);
   g.write(s.seqState, Uint32Array.of(prompt.length - 1, 0));

@@ -319,4 +319,17 @@ Deno.test('sampler: top-k keeps exactly the k largest (ties at the k-th kept), t
   for (const id of seen[0]) assert(top.includes(id), `top-k drew ${id}, outside the 5 largest (+ tie)`);
   assert(seen[0].size >= 3, `top-k over 40 seeds drew only ${[...seen[0]]}`);
   assertEquals([...seen[1]].sort((a, b) => a - b), [100, 200], 'top-p 0.8 keeps exactly the two head tokens');
+  // Min-p 0.1 on row 1: p >= 0.06 keeps the same two tokens (the tail is ~2e-9 each).
+  const minP = new Set<number>();
+  for (let seed = 0; seed < 30; seed++) {
+    const b = {
+      logits: await upload(gpu, row1), sampling: await upload(gpu, packSamplingRows([{ temperature: 1, topK: 0, topP: 1, seed, minP: 0.1 }])),
+      blockTables: tables, seqState: await upload(gpu, Uint32Array.of(0, 0)),
+      nextIds: await gpu.createBuffer(4, 'ids'), nextPositions: await gpu.createBuffer(4, 'pos'),
+      nextSlots: await gpu.createBuffer(4, 'slots'), outTokens: await gpu.createBuffer(4, 'out'),
+    };
+    sampleAndAdvance(gpu, b, { numSeqs: 1, vocab: V, blockSize: 16, maxBlocksPerSeq: 4, outCapacity: 1 });
+    minP.add(new Uint32Array(await gpu.read(b.nextIds, 0, 4))[0]);
+  }
+  assertEquals([...minP].sort((a, b) => a - b), [100, 200], 'min-p 0.1 keeps exactly the two head tokens');
 });
