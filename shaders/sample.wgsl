@@ -53,6 +53,18 @@ fn sort_key(v: f32) -> u32 {
   return select(b | 0x80000000u, ~b, (b >> 31u) == 1u);
 }
 
+// Radix select, one round: from the top bin down, the first bin where the running total (count or mass, on
+// top of `above`, what lies above the current prefix) reaches `goal`; returns that bin and the total above it.
+fn pick_bin(goal: u32, above: u32) -> vec2<u32> {
+  var cum = above;
+  for (var b = 255i; b >= 0i; b--) {
+    let h = atomicLoad(&hist[u32(b)]);
+    if (cum + h >= goal) { return vec2<u32>(u32(b), cum); }
+    cum += h;
+  }
+  return vec2<u32>(0u, above);
+}
+
 fn sum_f(lid: u32, v: f32) -> f32 {
   red_f[lid] = v;
   workgroupBarrier();
@@ -141,17 +153,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
           if ((key & mask) == prefix) { atomicAdd(&hist[(key >> shift) & 255u], 1u); }
         }
         workgroupBarrier();
-        if (lid == 0u) {
-          var cum = above;
-          var bin = 0u;
-          var before = above;
-          for (var b = 255i; b >= 0i; b--) {
-            let h = atomicLoad(&hist[u32(b)]);
-            if (cum + h >= sp.top_k) { bin = u32(b); before = cum; break; }
-            cum += h;
-          }
-          radix_sel = vec2<u32>(bin, before);
-        }
+        if (lid == 0u) { radix_sel = pick_bin(sp.top_k, above); }
         workgroupBarrier();
         let sel = radix_sel;
         prefix |= sel.x << shift;
@@ -188,17 +190,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
           }
         }
         workgroupBarrier();
-        if (lid == 0u) {
-          var cum = above;
-          var bin = 0u;
-          var before = above;
-          for (var b = 255i; b >= 0i; b--) {
-            let h = atomicLoad(&hist[u32(b)]);
-            if (cum + h >= goal) { bin = u32(b); before = cum; break; }
-            cum += h;
-          }
-          radix_sel = vec2<u32>(bin, before);
-        }
+        if (lid == 0u) { radix_sel = pick_bin(goal, above); }
         workgroupBarrier();
         let sel = radix_sel;
         prefix |= sel.x << shift;

@@ -20,7 +20,7 @@ import type { IncrementalDetokenizer } from '../model/tokenizer/index.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
 import type { HostTensor } from '../model/weights/types.ts';
 import { KvCacheTooSmallError } from './errors.ts';
-import { LLMEngine, type SamplingParams } from './llm_engine.ts';
+import { engineSizes, LLMEngine, type SamplingParams } from './llm_engine.ts';
 import type { FinishReason } from './request.ts';
 import type { RequestStepOutput } from './scheduler.ts';
 import { Completions } from './openai.ts';
@@ -110,11 +110,7 @@ export class LLM {
     const gpu = opts.gpu ?? await LocalGpu.create();
     const ckpt = await loadCheckpoint(opts.model);
     const config = parseOptConfig(ckpt.configJson);
-    const dtype = opts.dtype ?? 'f32';
-    const blockSize = opts.blockSize ?? 16;
-    const maxModelLen = opts.maxModelLen ?? config.maxPositions;
-    const maxNumSeqs = opts.maxNumSeqs ?? 64;
-    const maxNumBatchedTokens = opts.maxNumBatchedTokens ?? 512;
+    const { dtype, blockSize, maxModelLen, maxNumSeqs, maxNumBatchedTokens } = engineSizes(config, opts);
     const e = dtype === 'f16' ? 2 : 4;
     // Weights are known from the checkpoint; activations from the runner's sizes (its peak is these buffers).
     let weightBytes = 0;

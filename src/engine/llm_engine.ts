@@ -49,6 +49,19 @@ export interface EngineOptions {
   numLookaheadTokens?: number;
 }
 
+/** The engine's sizes with vLLM-like defaults filled in (shared by LLM.create, which sizes the KV cache from them). */
+export function engineSizes(config: OptConfig, opts: Partial<EngineOptions>): {
+  dtype: ElementType; blockSize: number; maxModelLen: number; maxNumSeqs: number; maxNumBatchedTokens: number;
+} {
+  return {
+    dtype: opts.dtype ?? 'f32',
+    blockSize: opts.blockSize ?? 16,
+    maxModelLen: opts.maxModelLen ?? config.maxPositions,
+    maxNumSeqs: opts.maxNumSeqs ?? 64,
+    maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 512,
+  };
+}
+
 export interface RequestOutput {
   requestId: string;
   promptTokenIds: readonly number[];
@@ -87,11 +100,7 @@ export class LLMEngine {
   static async create(gpu: Gpu, source: ModelSpec | Checkpoint, opts: EngineOptions): Promise<LLMEngine> {
     const ckpt = typeof source === 'object' && source !== null && 'configJson' in source ? source as Checkpoint : await loadCheckpoint(source as ModelSpec);
     const config = parseOptConfig(ckpt.configJson);
-    const dtype = opts.dtype ?? 'f32';
-    const blockSize = opts.blockSize ?? 16;
-    const maxModelLen = opts.maxModelLen ?? config.maxPositions;
-    const maxNumSeqs = opts.maxNumSeqs ?? 64;
-    const maxNumBatchedTokens = opts.maxNumBatchedTokens ?? 512;
+    const { dtype, blockSize, maxModelLen, maxNumSeqs, maxNumBatchedTokens } = engineSizes(config, opts);
     const kv = new KVCacheManager({ numBlocks: opts.numBlocks, blockSize, maxModelLen, enablePrefixCaching: opts.enablePrefixCaching ?? true });
     const numLookaheadTokens = Math.min(opts.numLookaheadTokens ?? 7, MAX_LOOKAHEAD);
     const scheduler = new Scheduler<SamplingParams>({ maxNumSeqs, maxNumBatchedTokens, numLookaheadTokens }, kv);
