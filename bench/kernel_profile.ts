@@ -38,7 +38,7 @@ async function time(name: string, flops: number, bytes: number, body: () => void
 }
 const H = 768, F = 3072, V = 50272, heads = 12, hd = 64, bs = 16;
 const dummy = await buf(16, 'dummy');
-const fill = async (b: GpuBuffer, n: number) => { gpu.write(b, new Float32Array(n / 4).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5)); };
+const fill = (b: GpuBuffer, n: number) => { gpu.write(b, new Float32Array(n / 4).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5)); };
 const wQkv = await buf(3 * H * H * e, 'wqkv'), wFc1 = await buf(F * H * e, 'wfc1'), wFc2 = await buf(F * H * e, 'wfc2'), bias = await buf(F * e, 'b');
 const wEmb = await buf(V * H * e, 'emb');
 for (const b of [wQkv, wFc1, wFc2, wEmb]) await fill(b, b.size);

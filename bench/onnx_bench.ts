@@ -33,11 +33,9 @@
  * (only the .wasm of the providers named in --providers is needed; the JS of every build is in the bundle.)
  */
 import { LocalGpu } from '../src/gpu/local.ts';
-import { buildQueryBlocks, queryBlockSize } from '../src/kernels/paged_attention.ts';
 import { parseOptConfig, type OptConfig } from '../src/model/config.ts';
-import { OptForward } from '../src/model/forward.ts';
 import { uploadWeights } from '../src/model/gpu_weights.ts';
-import { allocateKvCache } from '../src/model/kv_cache.ts';
+import { preparePrefillBatch } from './prefill_batch.ts';
 import { loadCheckpoint } from '../src/model/weights/sources.ts';
 import { buildOptOnnxModel, encodeOnnxModel } from '../src/onnx/export.ts';
 import { loadOrt, type Ort, type OrtFlavor, sessionOptions } from '../src/onnx/ort.ts';
@@ -103,31 +101,10 @@ if (!skipTandem) {
   const weights = await uploadWeights(gpu, cfg, ckpt.tensors, 'f32');
   const tandem: Record<string, unknown> = {};
   for (const { B, L, key } of shapes) {
-    const T = B * L, blockSize = 16;
-    const runner = await OptForward.create(gpu, cfg, weights, { maxTokens: T, maxLogitRows: L, maxContext: L });
-    const blocksPerSeq = Math.ceil(L / blockSize);
-    const cache = await allocateKvCache(gpu, cfg, { blockSize, numBlocks: B * blocksPerSeq, dtype: 'f32' });
-    const u32 = async (data: Uint32Array, label: string) => {
-      const b = await gpu.createBuffer(data.byteLength, label);
-      gpu.write(b, data);
-      return b;
-    };
-    const flat = ids(B, L).flat();
-    const inputs = {
-      numTokens: T,
-      tokenIds: await u32(Uint32Array.from(flat), 'ids'),
-      positions: await u32(Uint32Array.from({ length: T }, (_, i) => i % L), 'pos'),
-      tokenSeq: await u32(Uint32Array.from({ length: T }, (_, i) => Math.floor(i / L)), 'seq'),
-      slotMapping: await u32(Uint32Array.from({ length: T }, (_, i) => Math.floor(i / L) * blocksPerSeq * blockSize + (i % L)), 'slots'),
-      blockTables: await u32(Uint32Array.from({ length: B * blocksPerSeq }, (_, i) => i), 'tables'),
-      maxBlocksPerSeq: blocksPerSeq,
-      maxContext: L,
-      queryBlocks: await u32(buildQueryBlocks(Array.from({ length: B }, (_, s) => [s * L, L] as const), queryBlockSize(cfg.headDim)), 'qblocks'),
-      numQueryBlocks: B * Math.ceil(L / queryBlockSize(cfg.headDim)),
-    };
-    const lastRows = await u32(Uint32Array.from({ length: B }, (_, s) => s * L + L - 1), 'last');
-    const logits = await gpu.createBuffer(L * cfg.vocabSize * 4, 'logits');
-    const allRows = await Promise.all(Array.from({ length: B }, (_, s) => u32(Uint32Array.from({ length: L }, (_, i) => s * L + i), `rows${s}`)));
+    const T = B * L;
+    const { runner, cache, inputs, lastRows, allRows, logits } = await preparePrefillBatch(gpu, cfg, weights, {
+      B, L, ids: Uint32Array.from(ids(B, L).flat()),
+    });
     const entry: Record<string, unknown> = {};
     if (modes.includes('last')) {
       const ms = await timeIt(`Tandem ${key} last-token logits`, () => runner.forward(inputs, cache, lastRows, B, logits), () => gpu.sync());

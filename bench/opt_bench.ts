@@ -9,11 +9,10 @@
 import { LocalGpu } from '../src/gpu/local.ts';
 import { generate } from '../src/model/generate.ts';
 import { OptModel } from '../src/model/opt.ts';
-import { OptForward } from '../src/model/forward.ts';
-import { allocateKvCache } from '../src/model/kv_cache.ts';
+import { uploadWeights } from '../src/model/gpu_weights.ts';
+import { preparePrefillBatch } from './prefill_batch.ts';
 import { loadCheckpoint } from '../src/model/weights/sources.ts';
 import type { ElementType } from '../src/kernels/shader.ts';
-import { buildQueryBlocks, queryBlockSize } from '../src/kernels/paged_attention.ts';
 
 const args = Deno.args;
 const opt = (name: string, dflt: string) => {
@@ -82,29 +81,11 @@ for (const dtype of dtypes) {
   model.release();
 
   // ---- prefill, 8 x 512 ----
-  const B = 8, L = 512, T = B * L, blockSize = 16;
-  const runner = await OptForward.create(gpu, cfg, (await OptModel.load(gpu, ckpt, { dtype, maxStepTokens: 16 })).weights, {
-    maxTokens: T, maxLogitRows: L, maxContext: L,
+  const B = 8, L = 512, T = B * L;
+  const weights = await uploadWeights(gpu, cfg, ckpt.tensors, dtype);
+  const { runner, cache, inputs, lastRows, allRows, logits } = await preparePrefillBatch(gpu, cfg, weights, {
+    B, L, ids: Uint32Array.from({ length: T }, (_, i) => 4 + ((i * 104729) % 50000)),
   });
-  const blocksPerSeq = L / blockSize;
-  const cache = await allocateKvCache(gpu, cfg, { blockSize, numBlocks: B * blocksPerSeq, dtype });
-  const u32 = async (data: Uint32Array, label: string) => { const b = await gpu.createBuffer(data.byteLength, label); gpu.write(b, data); return b; };
-  const ids = Uint32Array.from({ length: T }, (_, i) => 4 + ((i * 104729) % 50000));
-  const inputs = {
-    numTokens: T,
-    tokenIds: await u32(ids, 'ids'),
-    positions: await u32(Uint32Array.from({ length: T }, (_, i) => i % L), 'pos'),
-    tokenSeq: await u32(Uint32Array.from({ length: T }, (_, i) => Math.floor(i / L)), 'seq'),
-    slotMapping: await u32(Uint32Array.from({ length: T }, (_, i) => i), 'slots'),
-    blockTables: await u32(Uint32Array.from({ length: B * blocksPerSeq }, (_, i) => i), 'tables'),
-    maxBlocksPerSeq: blocksPerSeq,
-    maxContext: L,
-    queryBlocks: await u32(buildQueryBlocks(Array.from({ length: B }, (_, s) => [s * L, L] as const), queryBlockSize(cfg.headDim)), 'qblocks'),
-    numQueryBlocks: B * Math.ceil(L / queryBlockSize(cfg.headDim)),
-  };
-  const lastRows = await u32(Uint32Array.from({ length: B }, (_, s) => s * L + L - 1), 'last');
-  const logits = await gpu.createBuffer(L * cfg.vocabSize * 4, 'logits');
-  const allRows = await Promise.all(Array.from({ length: B }, (_, s) => u32(Uint32Array.from({ length: L }, (_, i) => s * L + i), `rows${s}`)));
   const timeIt = async (label: string, body: () => void, iters: number) => {
     body();
     await gpu.sync();

@@ -12,8 +12,8 @@ import { loadOrt, runOnnxLogits, sessionOptions } from '../../src/onnx/ort.ts';
 import { verifyCheckpoint } from '../../src/onnx/verify.ts';
 import type { Checkpoint } from '../../src/model/weights/types.ts';
 import { assert, assertEquals, FIXTURES, maxAbsDiff, readReference, testGpu } from './helpers.ts';
+import { runCli, singleJson } from './cli_helpers.ts';
 
-const REPO_ROOT = new URL('../../', import.meta.url).pathname;
 
 function report(what: string, err: number, tol: number): void {
   console.log(`  ${what}: max |diff| ${err.toExponential(2)} (tolerance ${tol})`);
@@ -156,26 +156,8 @@ Deno.test({
 
 // ------------------------------------------------------------------------------------------------ the CLI
 
-interface CliRun { code: number; stdout: string; stderr: string }
 
-async function runCli(args: string[]): Promise<CliRun> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ['run', '-A', '--unstable-webgpu', 'src/cli/main.ts', ...args],
-    cwd: REPO_ROOT,
-    env: { XDG_RUNTIME_DIR: Deno.env.get('XDG_RUNTIME_DIR') ?? '/tmp', NO_COLOR: '1' },
-    stdin: 'null',
-    stdout: 'piped',
-    stderr: 'piped',
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
 
-function singleJson(r: CliRun, what: string): Record<string, unknown> {
-  const ctx = `${what}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
-  assert(r.stdout.endsWith('\n') && r.stdout.indexOf('\n') === r.stdout.length - 1, `stdout is not one line: ${ctx}`);
-  return JSON.parse(r.stdout) as Record<string, unknown>;
-}
 
 Deno.test('cli verify --json: one document, per-position diffs, exit 0 within tolerance and 1 beyond it', async () => {
   const { ref } = await readReference('opt-tiny-postln');

@@ -5,7 +5,7 @@ import { LLM } from '../../src/engine/llm.ts';
 import { createOpenAIHandler, type Completion, type CompletionChunk } from '../../src/engine/openai.ts';
 import { assert, assertEquals, FIXTURES, testGpu } from './helpers.ts';
 
-const REPO_ROOT = new URL('../../', import.meta.url).pathname;
+import { REPO_ROOT } from './cli_helpers.ts';
 const P1 = [2, 161, 483, 357];
 const P2 = [2, 31, 414, 232, 328, 9];
 
