@@ -55,3 +55,44 @@ export class GpuValidationError extends TandemError {
 export class GpuDeviceLostError extends TandemError {
   constructor(message: string, options?: { cause?: unknown }) { super('gpu_device_lost', message, options); }
 }
+
+/** A training batch is malformed: ragged rows without a mask, ids >= vocab, too long, weights or mask misshapen. */
+export class TrainingInputError extends InvalidInputError {
+  constructor(message: string, options?: { cause?: unknown }) { super(message, options); }
+}
+
+/**
+ * An actor asked for more device memory than its budget allows (src/actors, enforced by the device host at
+ * allocation, beyond what Ray only counts). Names the actor, its budget, what it holds and what it asked for.
+ */
+export class ActorOutOfMemoryError extends GpuOutOfMemoryError {
+  readonly actorId: string;
+  readonly budgetBytes: number;
+  readonly inUseBytes: number;
+  readonly requestedBytes: number;
+  constructor(info: { actorId: string; budgetBytes: number; inUseBytes: number; requestedBytes: number; label?: string }) {
+    super(
+      `actor "${info.actorId}" is out of its GPU memory budget: allocating ${info.requestedBytes} bytes` +
+        `${info.label ? ` for "${info.label}"` : ''} with ${info.inUseBytes} of ${info.budgetBytes} bytes in use`,
+    );
+    this.actorId = info.actorId;
+    this.budgetBytes = info.budgetBytes;
+    this.inUseBytes = info.inUseBytes;
+    this.requestedBytes = info.requestedBytes;
+  }
+}
+
+/** A buffer handle opened on a different virtual GPU than the one it was exported from (as CUDA-IPC refuses). */
+export class HandleDeviceMismatchError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) { super('handle_device_mismatch', message, options); }
+}
+
+/** A buffer handle used after its owner freed the buffer or died (its generation no longer matches). */
+export class StaleHandleError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) { super('stale_handle', message, options); }
+}
+
+/** The connection between an actor and the device host is closed (the actor detached, or the host went away). */
+export class ActorDisconnectedError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) { super('actor_disconnected', message, options); }
+}
