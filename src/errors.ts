@@ -96,3 +96,21 @@ export class StaleHandleError extends TandemError {
 export class ActorDisconnectedError extends TandemError {
   constructor(message: string, options?: { cause?: unknown }) { super('actor_disconnected', message, options); }
 }
+
+/**
+ * A placement request that is malformed or cannot proceed (src/cluster): a bad resource quantity, a bundle index
+ * out of range, a placement group removed while something waited on it, a cancelled pending request.
+ */
+export class PlacementError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) { super('placement', message, options); }
+}
+
+/**
+ * A placement group or actor that can never be placed on this cluster, even were it idle (src/cluster): a bundle
+ * bigger than every node, STRICT_PACK bigger than one node, STRICT_SPREAD with more bundles than nodes, an actor
+ * asking its bundle for more than the bundle holds. Ray leaves such requests pending forever; Tandem fails at once
+ * and says what cannot fit where.
+ */
+export class InfeasibleResourceError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) { super('infeasible_resource', message, options); }
+}
