@@ -80,6 +80,12 @@ export interface Gpu {
   capture(record: () => void): Recording;
   replay(recording: Recording): void;
   releaseRecording(recording: Recording): void;
+  /**
+   * Tensor-parallel collective (only on a rank of a TensorParallelGroup, src/gpu/tensor_parallel_group.ts): every
+   * rank calls it with its own buffer, in the same order; afterwards each holds the elementwise sum over the ranks
+   * (added in rank order, so every rank has the same bits). Like a dispatch, it may be captured.
+   */
+  allReduce?(buffer: GpuBuffer, elements: number, dtype: 'f32' | 'f16'): void;
   /** Submit what is recorded so far. */
   flush(): void;
   /** Wait for every submitted command and surface any device error as a typed error. */

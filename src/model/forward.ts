@@ -8,6 +8,7 @@ import type { OptConfig } from './config.ts';
 import type { PagedKvCache } from './kv_cache.ts';
 import type { OptGpuWeights } from './gpu_weights.ts';
 import { windowBinding, windowCount } from '../kernels/embedding.ts';
+import { shardDims } from './tensor_parallel.ts';
 
 /** One step's flat batch on the GPU: token ids plus the attention metadata. */
 export interface StepInputs extends AttentionBatch {
@@ -66,23 +67,27 @@ export class OptForward {
     const e = weights.dtype === 'f16' ? 2 : 4;
     const T = a.maxTokens, H = config.hiddenSize, D = config.wordEmbedProjDim;
     const hasProj = D !== H;
-    const scratch = attentionScratchBytes(T, config.numHeads, config.headDim, a.maxContext);
+    // Under tensor parallelism this rank holds a share of the heads (q, k, v, attention output) and of fc1.
+    if (weights.tp.size > 1 && !gpu.allReduce) throw new Error(`tensor-parallel rank ${weights.tp.rank} needs a Gpu with allReduce (a TensorParallelGroup rank)`);
+    const { heads, attnWidth: A, ffnWidth: F } = shardDims(config, weights.tp);
+    const scratch = attentionScratchBytes(T, heads, config.headDim, a.maxContext);
     const buf: Activations = {
       hA: await gpu.createBuffer(T * H * e, 'act.hA'),
       hB: await gpu.createBuffer(T * H * e, 'act.hB'),
       normed: await gpu.createBuffer(T * H * e, 'act.normed'),
-      qkv: await gpu.createBuffer(T * 3 * H * e, 'act.qkv'),
-      attn: await gpu.createBuffer(T * H * e, 'act.attn'),
-      ffn: await gpu.createBuffer(T * config.ffnDim * e, 'act.ffn'),
+      qkv: await gpu.createBuffer(T * 3 * A * e, 'act.qkv'),
+      attn: await gpu.createBuffer(T * A * e, 'act.attn'),
+      ffn: await gpu.createBuffer(T * F * e, 'act.ffn'),
       embed: hasProj ? await gpu.createBuffer(T * D * e, 'act.embed') : null,
       final: hasProj ? await gpu.createBuffer(T * D * e, 'act.final') : null,
       selected: await gpu.createBuffer(a.maxLogitRows * D * e, 'act.selected'),
       scratchStats: await gpu.createBuffer(scratch.stats, 'attn.partials.stats'),
       scratchAcc: await gpu.createBuffer(scratch.acc, 'attn.partials.acc'),
       linearScratch: await gpu.createBuffer(Math.max(16, Math.max(
-        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), 3 * H, H),
-        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), config.ffnDim, H),
-        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), H, config.ffnDim),
+        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), 3 * A, H),
+        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), H, A),
+        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), F, H),
+        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), H, F),
       )), 'linear.partials'),
       dummy: await gpu.createBuffer(16, 'dummy'),
     };
@@ -111,6 +116,12 @@ export class OptForward {
     const act = this.act, wt = w.dtype;
     const H = c.hiddenSize, D = c.wordEmbedProjDim;
     const common = { act, weight: wt, dummy: b.dummy, scratch: b.linearScratch };
+    // Tensor parallelism: this rank's heads and fc1 rows; out_proj and fc2 give partial sums that an all-reduce
+    // adds up. Rank 0 alone adds their bias and the residual, so the sum counts them once.
+    const tp = w.tp;
+    const { heads, attnWidth: A, ffnWidth: F } = shardDims(c, tp);
+    const lead = tp.rank === 0;
+    const allReduce = (y: GpuBuffer) => { if (tp.size > 1) g.allReduce!(y, T * H, act); };
 
     // Embeddings: tokens (optionally projected D -> H), plus learned positions at offset 2.
     const tokOut = b.embed ?? b.hA;
@@ -131,25 +142,28 @@ export class OptForward {
         if (fuseLn) attnLn = { gamma: L.attnLnGamma, beta: L.attnLnBeta };
         else { ln(b.hA, L.attnLnGamma, L.attnLnBeta, b.normed); attnIn = b.normed; }
       }
-      linear(g, { ...common, x: attnIn, lnInput: attnLn, w: L.qkvWeight, bias: L.qkvBias, y: b.qkv, M: T, N: 3 * H, K: H });
-      writeKvCache(g, { qkv: b.qkv, batch: inputs, cache: cache.layers[l], hidden: H, act, kv: cache.dtype });
+      linear(g, { ...common, x: attnIn, lnInput: attnLn, w: L.qkvWeight, bias: L.qkvBias, y: b.qkv, M: T, N: 3 * A, K: H });
+      writeKvCache(g, { qkv: b.qkv, batch: inputs, cache: cache.layers[l], hidden: A, act, kv: cache.dtype });
       pagedAttention(g, {
-        qkv: b.qkv, out: b.attn, batch: inputs, cache: cache.layers[l], numHeads: c.numHeads, headDim: c.headDim,
+        qkv: b.qkv, out: b.attn, batch: inputs, cache: cache.layers[l], numHeads: heads, headDim: c.headDim,
         blockSize: cache.blockSize, act, kv: cache.dtype, scratch: { stats: b.scratchStats, acc: b.scratchAcc },
       });
-      linear(g, { ...common, x: b.attn, w: L.outWeight, bias: L.outBias, residual: b.hA, y: b.hB, M: T, N: H, K: H });
+      linear(g, { ...common, x: b.attn, w: L.outWeight, bias: lead ? L.outBias : undefined, residual: lead ? b.hA : undefined, y: b.hB, M: T, N: H, K: A });
+      allReduce(b.hB);
       // Feed-forward block. Pre-LN: normalise its input. Post-LN: normalise the attention block's output.
       if (c.layerNormBefore) {
         let ffnIn = b.normed;
         let ffnLn: { gamma: GpuBuffer; beta: GpuBuffer } | undefined;
         if (fuseLn) { ffnIn = b.hB; ffnLn = { gamma: L.ffnLnGamma, beta: L.ffnLnBeta }; }
         else ln(b.hB, L.ffnLnGamma, L.ffnLnBeta, b.normed);
-        linear(g, { ...common, x: ffnIn, lnInput: ffnLn, w: L.fc1Weight, bias: L.fc1Bias, relu: true, y: b.ffn, M: T, N: c.ffnDim, K: H });
-        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: L.fc2Bias, residual: b.hB, y: b.hA, M: T, N: H, K: c.ffnDim });
+        linear(g, { ...common, x: ffnIn, lnInput: ffnLn, w: L.fc1Weight, bias: L.fc1Bias, relu: true, y: b.ffn, M: T, N: F, K: H });
+        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: lead ? L.fc2Bias : undefined, residual: lead ? b.hB : undefined, y: b.hA, M: T, N: H, K: F });
+        allReduce(b.hA);
       } else {
         ln(b.hB, L.attnLnGamma, L.attnLnBeta, b.hA);
-        linear(g, { ...common, x: b.hA, w: L.fc1Weight, bias: L.fc1Bias, relu: true, y: b.ffn, M: T, N: c.ffnDim, K: H });
-        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: L.fc2Bias, residual: b.hA, y: b.hB, M: T, N: H, K: c.ffnDim });
+        linear(g, { ...common, x: b.hA, w: L.fc1Weight, bias: L.fc1Bias, relu: true, y: b.ffn, M: T, N: F, K: H });
+        linear(g, { ...common, x: b.ffn, w: L.fc2Weight, bias: lead ? L.fc2Bias : undefined, residual: lead ? b.hA : undefined, y: b.hB, M: T, N: H, K: F });
+        allReduce(b.hB);
         ln(b.hB, L.ffnLnGamma, L.ffnLnBeta, b.hA);
       }
     }

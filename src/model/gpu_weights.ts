@@ -3,7 +3,7 @@ import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import type { RowTable } from '../kernels/embedding.ts';
 import type { ElementType } from '../kernels/shader.ts';
 import type { OptConfig } from './config.ts';
-import { convertTensor } from './weights/dtype.ts';
+import { checkTensorParallel, NO_TENSOR_PARALLEL, shardTensor, type TensorParallel } from './tensor_parallel.ts';
 import type { HostTensor, TensorMap } from './weights/types.ts';
 
 export interface LayerWeights {
@@ -26,7 +26,11 @@ export interface LayerWeights {
 export interface TensorLocation {
   buffer: GpuBuffer;
   byteOffset: number;
+  /** The tensor's full HF shape. */
   shape: number[];
+  /** The shape held here: `shape`, or this rank's shard of it under tensor parallelism. */
+  localShape: number[];
+  byteLength: number;
 }
 
 /** An OPT model's weights on the GPU, one copy: the tied LM head is the embedding table itself. */
@@ -44,6 +48,8 @@ export interface OptGpuWeights {
   /** HF name -> location, for weight updates by name. */
   locations: Map<string, TensorLocation>;
   totalBytes: number;
+  /** This copy's tensor-parallel rank (size 1: the whole model). */
+  tp: TensorParallel;
 }
 
 function elementBytes(t: ElementType): number {
@@ -57,8 +63,14 @@ function rowsPerWindow(gpu: Gpu, dim: number, dtype: ElementType, rows: number):
   return Math.max(64, Math.floor(fit / 64) * 64);
 }
 
-/** Upload every tensor of a validated checkpoint in `dtype` (f32, or f16 where the device has shader-f16). */
-export async function uploadWeights(gpu: Gpu, config: OptConfig, tensors: TensorMap, dtype: ElementType): Promise<OptGpuWeights> {
+/**
+ * Upload every tensor of a validated checkpoint in `dtype` (f32, or f16 where the device has shader-f16); with
+ * `tp`, only rank tp.rank's shard of the split layer tensors (src/model/tensor_parallel.ts).
+ */
+export async function uploadWeights(
+  gpu: Gpu, config: OptConfig, tensors: TensorMap, dtype: ElementType, tp: TensorParallel = NO_TENSOR_PARALLEL,
+): Promise<OptGpuWeights> {
+  checkTensorParallel(config, tp);
   const storage = dtype === 'f16' ? 'F16' : 'F32';
   const locations = new Map<string, TensorLocation>();
   let totalBytes = 0;
@@ -69,13 +81,14 @@ export async function uploadWeights(gpu: Gpu, config: OptConfig, tensors: Tensor
   };
   /** Upload one or more tensors back to back into one buffer. */
   const upload = async (label: string, names: string[]): Promise<GpuBuffer> => {
-    const parts = names.map((n) => convertTensor(get(n), storage));
+    const parts = names.map((n) => shardTensor(n, get(n), tp, storage));
     const size = parts.reduce((s, p) => s + p.bytes.byteLength, 0);
     const buffer = await gpu.createBuffer(size, label);
     let offset = 0;
     for (let i = 0; i < parts.length; i++) {
       gpu.write(buffer, parts[i].bytes, offset);
-      locations.set(names[i], { buffer, byteOffset: offset, shape: parts[i].shape });
+      const shape = get(names[i]).shape;
+      locations.set(names[i], { buffer, byteOffset: offset, shape, localShape: parts[i].shape, byteLength: parts[i].bytes.byteLength });
       offset += parts[i].bytes.byteLength;
     }
     totalBytes += size;
@@ -122,5 +135,19 @@ export async function uploadWeights(gpu: Gpu, config: OptConfig, tensors: Tensor
     layers,
     locations,
     totalBytes,
+    tp,
   };
+}
+
+/**
+ * Overwrite one HF-named tensor in place (this rank's shard of it under tensor parallelism). Throws
+ * WeightMismatchError for an unknown name or a wrong shape.
+ */
+export function writeTensor(gpu: Gpu, weights: OptGpuWeights, name: string, t: HostTensor): void {
+  const loc = weights.locations.get(name);
+  if (!loc) throw new WeightMismatchError(`the model has no tensor ${name}`);
+  if (loc.shape.length !== t.shape.length || loc.shape.some((d, i) => d !== t.shape[i])) {
+    throw new WeightMismatchError(`${name} has shape [${t.shape}], the model's is [${loc.shape}]`);
+  }
+  gpu.write(loc.buffer, shardTensor(name, t, weights.tp, weights.dtype === 'f16' ? 'F16' : 'F32').bytes, loc.byteOffset);
 }

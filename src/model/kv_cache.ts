@@ -3,10 +3,14 @@ import type { Gpu } from '../gpu/gpu.ts';
 import type { KvCacheLayer } from '../kernels/paged_attention.ts';
 import type { ElementType } from '../kernels/shader.ts';
 import type { OptConfig } from './config.ts';
+import { NO_TENSOR_PARALLEL, type TensorParallel } from './tensor_parallel.ts';
 
 export const SUPPORTED_BLOCK_SIZES = [8, 16, 32] as const;
 
-/** The paged KV cache's GPU memory: per layer, keys and values as [numBlocks * blockSize, numHeads * headDim]. */
+/**
+ * The paged KV cache's GPU memory: per layer, keys and values as [numBlocks * blockSize, numHeads * headDim]
+ * (this rank's heads only under tensor parallelism).
+ */
 export interface PagedKvCache {
   blockSize: number;
   numBlocks: number;
@@ -15,17 +19,18 @@ export interface PagedKvCache {
   bytes: number;
 }
 
-export function kvCacheBytesPerBlock(config: OptConfig, blockSize: number, dtype: ElementType): number {
-  return 2 * config.numLayers * blockSize * config.hiddenSize * (dtype === 'f16' ? 2 : 4);
+export function kvCacheBytesPerBlock(config: OptConfig, blockSize: number, dtype: ElementType, tp: TensorParallel = NO_TENSOR_PARALLEL): number {
+  return 2 * config.numLayers * blockSize * (config.hiddenSize / tp.size) * (dtype === 'f16' ? 2 : 4);
 }
 
 export async function allocateKvCache(
-  gpu: Gpu, config: OptConfig, a: { blockSize: number; numBlocks: number; dtype: ElementType },
+  gpu: Gpu, config: OptConfig, a: { blockSize: number; numBlocks: number; dtype: ElementType; tp?: TensorParallel },
 ): Promise<PagedKvCache> {
+  const width = config.hiddenSize / (a.tp ?? NO_TENSOR_PARALLEL).size;
   if (!(SUPPORTED_BLOCK_SIZES as readonly number[]).includes(a.blockSize)) {
     throw new RangeError(`block size ${a.blockSize} is not supported (use ${SUPPORTED_BLOCK_SIZES.join(', ')})`);
   }
-  const layerBytes = a.numBlocks * a.blockSize * config.hiddenSize * (a.dtype === 'f16' ? 2 : 4);
+  const layerBytes = a.numBlocks * a.blockSize * width * (a.dtype === 'f16' ? 2 : 4);
   if (layerBytes > gpu.caps.maxStorageBindingSize) {
     throw new GpuOutOfMemoryError(
       `KV cache of ${a.numBlocks} blocks needs ${layerBytes} bytes per layer, over this device's ${gpu.caps.maxStorageBindingSize}-byte binding limit`,

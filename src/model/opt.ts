@@ -6,6 +6,7 @@ import { parseOptConfig, type OptConfig } from './config.ts';
 import { OptForward, type StepInputs } from './forward.ts';
 import { uploadWeights, type OptGpuWeights } from './gpu_weights.ts';
 import { allocateKvCache, type PagedKvCache } from './kv_cache.ts';
+import type { TensorParallel } from './tensor_parallel.ts';
 import { loadCheckpoint, type ModelSpec } from './weights/sources.ts';
 import type { Checkpoint, ProgressCallback } from './weights/types.ts';
 
@@ -19,6 +20,8 @@ export interface OptModelOptions {
   /** Most rows of logits one step computes. Default 64. */
   maxLogitRows?: number;
   onProgress?: ProgressCallback;
+  /** This copy's rank under tensor parallelism (its Gpu must then be that rank of a TensorParallelGroup). */
+  tensorParallel?: TensorParallel;
 }
 
 /** Host-written step buffers for up to maxTokens tokens of one sequence. */
@@ -69,13 +72,13 @@ export class OptModel {
     }
     const ckpt = isCheckpoint(source) ? source : await loadCheckpoint(source, { onProgress: opts.onProgress });
     const config = parseOptConfig(ckpt.configJson);
-    const weights = await uploadWeights(gpu, config, ckpt.tensors, dtype);
+    const weights = await uploadWeights(gpu, config, ckpt.tensors, dtype, opts.tensorParallel);
     const blockSize = opts.blockSize ?? 16;
     const maxStepTokens = Math.min(opts.maxStepTokens ?? 512, config.maxPositions);
     const maxLogitRows = opts.maxLogitRows ?? 64;
     const runner = await OptForward.create(gpu, config, weights, { maxTokens: maxStepTokens, maxLogitRows, maxContext: config.maxPositions });
     const maxBlocks = Math.ceil(config.maxPositions / blockSize);
-    const cache = await allocateKvCache(gpu, config, { blockSize, numBlocks: maxBlocks, dtype });
+    const cache = await allocateKvCache(gpu, config, { blockSize, numBlocks: maxBlocks, dtype, tp: opts.tensorParallel });
     const u32 = (n: number, label: string) => gpu.createBuffer(4 * n, label);
     const prefill: StepBuffers = {
       numTokens: 0,

@@ -1,0 +1,78 @@
+import { ConfigError } from '../errors.ts';
+import type { OptConfig } from './config.ts';
+import { convertTensor } from './weights/dtype.ts';
+import type { HostTensor, StorageDType } from './weights/types.ts';
+
+/**
+ * Megatron-style tensor parallelism for OPT (what vLLM's `tensor_parallel_size` does): rank r of `size` ranks
+ * holds heads [r*h/size, (r+1)*h/size) of every attention layer (q/k/v rows, out_proj columns) and the same
+ * share of fc1's rows and fc2's columns; everything else (embeddings, LayerNorms, the tied head, the biases of
+ * out_proj and fc2) is replicated. Per layer, two all-reduces sum the ranks' partial out_proj and fc2 outputs.
+ */
+export interface TensorParallel {
+  rank: number;
+  size: number;
+}
+
+export const NO_TENSOR_PARALLEL: TensorParallel = { rank: 0, size: 1 };
+
+/** Throws ConfigError unless `tp` can split this model: heads and fc1 rows divide evenly, 0 <= rank < size. */
+export function checkTensorParallel(config: OptConfig, tp: TensorParallel): void {
+  if (!Number.isInteger(tp.size) || tp.size < 1) throw new ConfigError(`tensorParallelSize must be a positive integer, got ${tp.size}`);
+  if (!Number.isInteger(tp.rank) || tp.rank < 0 || tp.rank >= tp.size) throw new ConfigError(`rank ${tp.rank} is outside [0, ${tp.size})`);
+  if (config.numHeads % tp.size !== 0) {
+    throw new ConfigError(`tensorParallelSize ${tp.size} does not divide the model's ${config.numHeads} attention heads`);
+  }
+  if (config.ffnDim % tp.size !== 0) throw new ConfigError(`tensorParallelSize ${tp.size} does not divide ffn_dim ${config.ffnDim}`);
+  if (((config.hiddenSize / tp.size) % 4) !== 0 || ((config.ffnDim / tp.size) % 4) !== 0) {
+    throw new ConfigError(`tensorParallelSize ${tp.size} leaves a shard width that is not a multiple of 4 (hidden ${config.hiddenSize}, ffn ${config.ffnDim})`);
+  }
+}
+
+/** The dimensions one rank works with. */
+export interface ShardDims {
+  /** Attention heads on this rank. */
+  heads: number;
+  /** heads * headDim: this rank's width of q, k, v and the attention output. */
+  attnWidth: number;
+  /** fc1 rows (fc2 columns) on this rank. */
+  ffnWidth: number;
+}
+
+export function shardDims(config: OptConfig, tp: TensorParallel): ShardDims {
+  const heads = config.numHeads / tp.size;
+  return { heads, attnWidth: heads * config.headDim, ffnWidth: config.ffnDim / tp.size };
+}
+
+/** How an HF tensor is split: along its rows (dim 0), its columns (dim 1), or not at all. */
+export type ShardAxis = 'rows' | 'columns' | 'replicated';
+
+/** Which axis a layer tensor is split on (by its HF name). */
+export function shardAxis(name: string): ShardAxis {
+  if (/\.self_attn\.(q_proj|k_proj|v_proj)\.(weight|bias)$/.test(name)) return 'rows';
+  if (/\.fc1\.(weight|bias)$/.test(name)) return 'rows';
+  if (/\.self_attn\.out_proj\.weight$/.test(name) || /\.fc2\.weight$/.test(name)) return 'columns';
+  return 'replicated';
+}
+
+/** Rank tp.rank's slice of a host tensor (converted to `dtype`), as its shard axis says. */
+export function shardTensor(name: string, t: HostTensor, tp: TensorParallel, dtype: StorageDType): HostTensor {
+  const full = convertTensor(t, dtype);
+  const axis = shardAxis(name);
+  if (tp.size === 1 || axis === 'replicated') return full;
+  const e = full.bytes.byteLength / full.shape.reduce((a, b) => a * b, 1);
+  if (axis === 'rows') {
+    const rows = full.shape[0] / tp.size;
+    const rowBytes = (full.bytes.byteLength / full.shape[0]);
+    const start = tp.rank * rows * rowBytes;
+    return { ...full, shape: [rows, ...full.shape.slice(1)], bytes: full.bytes.slice(start, start + rows * rowBytes) };
+  }
+  const [outRows, inCols] = full.shape;
+  const cols = inCols / tp.size;
+  const out = new Uint8Array(outRows * cols * e);
+  for (let r = 0; r < outRows; r++) {
+    const src = (r * inCols + tp.rank * cols) * e;
+    out.set(full.bytes.subarray(src, src + cols * e), r * cols * e);
+  }
+  return { ...full, shape: [outRows, cols], bytes: out };
+}
