@@ -62,6 +62,26 @@ export class TrainingInputError extends InvalidInputError {
 }
 
 /**
+ * A training step's loss or gradient norm was NaN or Inf. The update was not applied (weights and optimizer state
+ * are as before the step); `step` is the 1-based number of the step that failed.
+ */
+export class NonFiniteLossError extends TandemError {
+  readonly step: number;
+  readonly loss: number;
+  readonly gradNorm: number;
+  constructor(info: { step: number; loss: number; gradNorm: number }) {
+    super(
+      'non_finite_loss',
+      `training step ${info.step}: the ${Number.isFinite(info.loss) ? 'gradient norm' : 'loss'} is not finite ` +
+        `(loss ${info.loss}, gradient norm ${info.gradNorm}); the update was not applied`,
+    );
+    this.step = info.step;
+    this.loss = info.loss;
+    this.gradNorm = info.gradNorm;
+  }
+}
+
+/**
  * An actor asked for more device memory than its budget allows (src/actors, enforced by the device host at
  * allocation, beyond what Ray only counts). Names the actor, its budget, what it holds and what it asked for.
  */
