@@ -2,11 +2,11 @@
 // sum of squares (kept for per-tensor norms), then the tensors summed in parameter order. Writes the step's
 // scalars: the global L2 norm, the clip coefficient (torch.nn.utils.clip_grad_norm_: max_norm / (norm + 1e-6),
 // at most 1; exactly 1 without clipping) and whether the step may update the weights (norm and, when given,
-// the loss are finite). The update kernels read that flag, so a NaN/Inf step never touches weights or state.
+// the losses are finite). The update kernels read that flag, so a NaN/Inf step never touches weights or state.
 struct Params {
   num_tensors: u32,
   max_norm: f32,     // 0: no clipping
-  check_loss: u32,   // 1: loss[loss_index] must be finite too
+  loss_count: u32,   // loss[loss_index .. loss_index + loss_count) must be finite too (0: no loss check)
   loss_index: u32,
 }
 struct Range {
@@ -50,7 +50,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3u) {
   if (lid == 0u) {
     let norm = sqrt(total);
     var ok = is_finite(total) && is_finite(norm);
-    if (p.check_loss != 0u) { ok = ok && is_finite(loss[p.loss_index]); }
+    for (var i = 0u; i < p.loss_count; i++) { ok = ok && is_finite(loss[p.loss_index + i]); }
     var coef = 1.0;
     if (p.max_norm > 0.0) { coef = min(1.0, p.max_norm / (norm + 1e-6)); }
     scalars[0] = norm;

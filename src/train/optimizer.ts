@@ -107,7 +107,7 @@ export class Optimizer {
   record(opts: { loss?: LossLocation } = {}): void {
     const t = this.completed + 1;
     this.gpu.write(this.scalars, this.rule.hostScalars(t), 4 * HOST_SCALARS_OFFSET);
-    const key = opts.loss ? `${opts.loss.buffer.id}:${opts.loss.index}` : '';
+    const key = opts.loss ? `${opts.loss.buffer.id}:${opts.loss.index}:${opts.loss.count ?? 1}` : '';
     let rec = this.recordings.get(key);
     if (!rec) {
       rec = this.gpu.capture(() => {

@@ -10,10 +10,11 @@ import { grid1d, shaderSource } from '../kernels/shader.ts';
 import { elementWindows, NORM_CHUNK, windowRange } from './optimizer_windows.ts';
 import type { NamedGpuTensor } from './optimizer_types.ts';
 
-/** Where the loss is on the GPU (a float at `index` of `buffer`), for the finiteness check. */
+/** Where the loss is on the GPU (`count` floats, default 1, from `index` of `buffer`), for the finiteness check. */
 export interface LossLocation {
   buffer: GpuBuffer;
   index: number;
+  count?: number;
 }
 
 export class GlobalGradNorm {
@@ -80,7 +81,7 @@ export class GlobalGradNorm {
     });
     const pass2 = g.kernel(shaderSource('optim_norm_finalize'));
     const loss = opts.loss;
-    const params = packParams([this.grads.length, { f: opts.maxNorm ?? 0 }, loss ? 1 : 0, loss?.index ?? 0]);
+    const params = packParams([this.grads.length, { f: opts.maxNorm ?? 0 }, loss ? loss.count ?? 1 : 0, loss?.index ?? 0]);
     g.dispatch(pass2, [this.partials, this.ranges, this.tensorSumSq, scalars, loss?.buffer ?? this.dummy], params, [1]);
   }
 

@@ -207,13 +207,15 @@ Deno.test('a NaN gradient or NaN loss skips the update: weights and state untouc
   gpu.write(loss, Float32Array.of(1, Infinity, 3, 4));
   opt.record({ loss: { buffer: loss, index: 1 } });
   assert(!(await opt.finish()).applied);
+  opt.record({ loss: { buffer: loss, index: 0, count: 2 } }); // micro-batch losses: any one non-finite stops it
+  assert(!(await opt.finish()).applied);
   const after = await download(gpu, p);
   const stateAfter = await download(gpu, opt.state());
   for (const [n, a] of before) assertEquals(maxAbsDiff(a, after.get(n)!), 0, n);
   for (const [n, a] of stateBefore) assertEquals(maxAbsDiff(a, stateAfter.get(n)!), 0, n);
   // A finite loss at that location lets the step run again, as step 2.
   gpu.write(loss, Float32Array.of(1, 2.5, 3, 4));
-  opt.record({ loss: { buffer: loss, index: 1 } });
+  opt.record({ loss: { buffer: loss, index: 0, count: 4 } });
   assert((await opt.finish()).applied);
   assertEquals(opt.step, 2);
   gpu.destroyBuffer(loss);
