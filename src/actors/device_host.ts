@@ -1,0 +1,604 @@
+/**
+ * The device host: the one owner of the GPUDevice (DESIGN.md, "The constraint that shapes everything"). Actors
+ * (RemoteGpu, in workers or in-process) connect over MessagePorts and send command lists; the host executes
+ * them on its LocalGpu, in weighted-fair order across actors, and answers reads.
+ *
+ * It keeps:
+ * - the buffer registry, which is also the handle table: every buffer has an owner and a generation; other
+ *   actors on the same virtual GPU may open exported byte ranges as views (zero-copy), refcounted per opener;
+ * - per-actor memory accounting, enforced at allocation against each actor's budget;
+ * - pipelines compiled once across actors (LocalGpu caches them by KernelSource key) and bind groups cached;
+ * - each actor's kernels and recordings by the actor's own ids, so a command list never needs an answer.
+ *
+ * Errors in fire-and-forget commands (a dispatch on a stale handle, say) are kept and surface, typed, at the
+ * actor's next awaited call (read, sync, createBuffer...), as WebGPU's own errors do; the rest of that command
+ * list is skipped. Visibility across actors: what one actor wrote is seen by another once the writer's sync()
+ * (or read) has resolved, as CUDA-IPC users synchronise a stream before handing a handle over.
+ */
+import {
+  ActorDisconnectedError,
+  ActorOutOfMemoryError,
+  GpuValidationError,
+  HandleDeviceMismatchError,
+  InvalidInputError,
+  StaleHandleError,
+} from '../errors.ts';
+import type { BufferBinding, GpuBuffer, Kernel, Recording } from '../gpu/gpu.ts';
+import { LocalGpu } from '../gpu/local.ts';
+import type { AcquireOptions } from '../gpu/device.ts';
+import { FairQueue } from './fair_queue.ts';
+import {
+  type BufferHandle,
+  type ClientMessage,
+  type CommandMessage,
+  type ExportRequest,
+  type HostMessage,
+  NONE,
+  Op,
+  type OpenedView,
+  serializeError,
+  WordReader,
+} from '../gpu/remote_protocol.ts';
+
+export interface AttachOptions {
+  /** Names the actor in errors and stats. */
+  actorId: string;
+  /** The virtual GPU the actor is placed on; handles open only between actors of the same one. */
+  virtualGpuUuid: string;
+  /** Device memory the actor may allocate (default: unlimited). */
+  memoryBudgetBytes?: number;
+  /** Its share of GPU time under contention (its GPU fraction; default 1). */
+  weight?: number;
+}
+
+export interface Attached {
+  clientId: number;
+  /** The actor's end: hand it (transferred) to RemoteGpu.connect in the actor's worker. */
+  port: MessagePort;
+}
+
+/** What the main thread needs from a device host, in-process or in a worker (through comlink). */
+export interface HostControl {
+  attach(opts: AttachOptions): Attached | Promise<Attached>;
+  /** Drop an actor (its worker was terminated): free its buffers, invalidate its handles, drop its queued work. */
+  detach(clientId: number, reason?: string): void | Promise<void>;
+}
+
+export interface ClientStats {
+  clientId: number;
+  actorId: string;
+  virtualGpuUuid: string;
+  weight: number;
+  memoryBudgetBytes: number;
+  bytesInUse: number;
+  buffers: number;
+  openViews: number;
+  /** Scheduling cost executed so far (dispatches, replayed dispatches, copies, writes). */
+  servedCost: number;
+}
+
+export interface HostStats {
+  clients: ClientStats[];
+  buffers: number;
+  exportedBuffers: number;
+  openViews: number;
+  kernels: number;
+  bindGroups: number;
+}
+
+interface OwnEntry {
+  kind: 'own';
+  id: number;
+  buf: GpuBuffer;
+  owner: Client;
+  generation: number;
+  alignedBytes: number;
+  exported: boolean;
+  views: Set<ViewEntry>;
+}
+interface ViewEntry {
+  kind: 'view';
+  id: number;
+  target: OwnEntry;
+  client: Client;
+  offset: number;
+  size: number;
+  refs: number;
+}
+type Entry = OwnEntry | ViewEntry;
+
+interface HostRecording {
+  rec: Recording | null;
+  views: ViewEntry[];
+  error: unknown;
+}
+
+interface Client {
+  id: number;
+  actorId: string;
+  virtualGpuUuid: string;
+  budget: number;
+  weight: number;
+  port: MessagePort;
+  bytesInUse: number;
+  entries: Map<number, Entry>;
+  kernels: Map<number, Kernel>;
+  recordings: Map<number, HostRecording>;
+  error: unknown;
+  servedCost: number;
+}
+
+interface Tombstone {
+  owner: string;
+  label: string;
+  generation: number;
+  reason: string;
+}
+
+/** Where a command's buffer id resolves to on the host's LocalGpu. */
+interface Resolved {
+  buf: GpuBuffer;
+  base: number;
+  size: number;
+  /** The view when the id is an opened handle (null for the actor's own buffers). */
+  view: ViewEntry | null;
+}
+
+const alignedSize = (size: number) => Math.max(16, Math.ceil(size / 16) * 16);
+const MAX_TOMBSTONES = 10_000;
+
+export class DeviceHost implements HostControl {
+  readonly gpu: LocalGpu;
+  private clients = new Map<number, Client>();
+  private registry = new Map<number, OwnEntry>();
+  private tombstones = new Map<number, Tombstone>();
+  private queue = new FairQueue<CommandMessage | 'bye'>();
+  private nextClientId = 1;
+  private nextViewId = 0x40000000;
+  private generationCounter = 0;
+  /** An allocation is in progress: WebGPU error scopes are device-wide, so nothing else runs meanwhile. */
+  private allocating = false;
+  private paused = false;
+  private drainTimer: ReturnType<typeof setTimeout> | null = null;
+  /** How long one drain may run before yielding to let other actors' lists arrive. */
+  quantumMs = 4;
+  /** Every executed command list's actor, in order, when set (fair-queue tests). */
+  executionLog: number[] | null = null;
+
+  constructor(gpu: LocalGpu) {
+    this.gpu = gpu;
+  }
+
+  static async create(opts: AcquireOptions = {}): Promise<DeviceHost> {
+    return new DeviceHost(await LocalGpu.create(opts));
+  }
+
+  attach(opts: AttachOptions): Attached {
+    if (!opts.actorId) throw new InvalidInputError('attach: actorId is required');
+    if (!opts.virtualGpuUuid) throw new InvalidInputError(`attach "${opts.actorId}": virtualGpuUuid is required`);
+    const budget = opts.memoryBudgetBytes ?? Infinity;
+    if (!(budget >= 0)) throw new InvalidInputError(`attach "${opts.actorId}": memoryBudgetBytes must be >= 0, got ${budget}`);
+    const weight = opts.weight ?? 1;
+    if (!(weight > 0 && Number.isFinite(weight))) throw new InvalidInputError(`attach "${opts.actorId}": weight must be > 0, got ${weight}`);
+    const channel = new MessageChannel();
+    const c: Client = {
+      id: this.nextClientId++, actorId: opts.actorId, virtualGpuUuid: opts.virtualGpuUuid, budget, weight,
+      port: channel.port1, bytesInUse: 0, entries: new Map(), kernels: new Map(), recordings: new Map(), error: null, servedCost: 0,
+    };
+    this.clients.set(c.id, c);
+    this.queue.addFlow(c.id, weight);
+    c.port.onmessage = (ev: MessageEvent<ClientMessage>) => this.receive(c, ev.data);
+    this.post(c, {
+      t: 'welcome', clientId: c.id, actorId: c.actorId, virtualGpuUuid: c.virtualGpuUuid,
+      memoryBudgetBytes: Number.isFinite(budget) ? budget : Number.MAX_SAFE_INTEGER, caps: this.gpu.caps,
+    });
+    return { clientId: c.id, port: channel.port2 };
+  }
+
+  detach(clientId: number, reason = 'was detached'): void {
+    const c = this.clients.get(clientId);
+    if (!c) return;
+    this.clients.delete(clientId);
+    this.queue.removeFlow(clientId);
+    for (const e of c.entries.values()) {
+      if (e.kind === 'own') this.free(e, `its owner actor "${c.actorId}" ${reason}`);
+      else e.target.views.delete(e);
+    }
+    c.entries.clear();
+    for (const r of c.recordings.values()) if (r.rec) this.gpu.releaseRecording(r.rec);
+    c.recordings.clear();
+    try {
+      this.post(c, { t: 'closed', reason: `actor "${c.actorId}" ${reason}` });
+    } catch { /* the worker is gone */ }
+    c.port.onmessage = null;
+    c.port.close();
+  }
+
+  /** Stop executing queued command lists until resume() (tests of the fair queue). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.scheduleDrain();
+  }
+
+  stats(): HostStats {
+    let exported = 0, views = 0;
+    for (const e of this.registry.values()) {
+      if (e.exported) exported++;
+      views += e.views.size;
+    }
+    const g = this.gpu.stats();
+    return {
+      clients: [...this.clients.values()].map((c) => ({
+        clientId: c.id, actorId: c.actorId, virtualGpuUuid: c.virtualGpuUuid, weight: c.weight,
+        memoryBudgetBytes: c.budget, bytesInUse: c.bytesInUse,
+        buffers: [...c.entries.values()].filter((e) => e.kind === 'own').length,
+        openViews: [...c.entries.values()].filter((e) => e.kind === 'view').length,
+        servedCost: c.servedCost,
+      })),
+      buffers: this.registry.size, exportedBuffers: exported, openViews: views, kernels: g.kernels, bindGroups: g.bindGroups,
+    };
+  }
+
+  /** Detach every actor and destroy the device. */
+  destroy(): void {
+    for (const id of [...this.clients.keys()]) this.detach(id, 'lost its device host (the host shut down)');
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
+    this.gpu.destroy();
+  }
+
+  // ---- message handling and scheduling ----
+
+  private post(c: Client, msg: HostMessage, transfer: Transferable[] = []): void {
+    c.port.postMessage(msg, transfer);
+  }
+
+  private receive(c: Client, msg: ClientMessage): void {
+    if (!this.clients.has(c.id)) return;
+    if (msg.t === 'bye') this.queue.push(c.id, 'bye', 1);
+    else this.queue.push(c.id, msg, msg.cost);
+    this.scheduleDrain();
+  }
+
+  private scheduleDrain(): void {
+    if (this.drainTimer !== null || this.paused) return;
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = null;
+      this.drain();
+    }, 0);
+  }
+
+  private drain(): void {
+    const deadline = performance.now() + this.quantumMs;
+    while (!this.allocating && !this.paused) {
+      const next = this.queue.pop();
+      if (!next) return;
+      const c = this.clients.get(next.flow);
+      if (!c) continue;
+      if (next.item === 'bye') {
+        this.detach(c.id, 'disconnected');
+        continue;
+      }
+      this.executionLog?.push(c.id);
+      c.servedCost += next.item.cost;
+      this.execute(c, next.item);
+      if (performance.now() > deadline) break;
+    }
+    if (this.queue.size > 0) this.scheduleDrain();
+  }
+
+  // ---- command execution ----
+
+  private execute(c: Client, msg: CommandMessage): void {
+    try {
+      for (const k of msg.kernels ?? []) {
+        c.kernels.set(k.id, this.gpu.kernel({ key: k.key, code: k.code, entryPoint: k.entryPoint }));
+      }
+    } catch (e) {
+      c.error ??= e;
+    }
+    const r = new WordReader(new Uint32Array(msg.words, 0, msg.length));
+    // After a failure the rest of the list is parsed but not run; its requests are answered with the error.
+    let live = c.error === null;
+    while (!r.done()) {
+      try {
+        this.op(c, r, msg, live);
+      } catch (e) {
+        c.error ??= e;
+        live = false;
+      }
+    }
+  }
+
+  private op(c: Client, r: WordReader, msg: CommandMessage, live: boolean): void {
+    const op = r.u32();
+    switch (op) {
+      case Op.Write: {
+        const id = r.u32(), off = r.big(), len = r.big(), n = r.u32();
+        let data: Uint8Array;
+        if (n === NONE) data = new Uint8Array(msg.blobs![r.u32()], 0, len);
+        else {
+          data = new Uint8Array(r.words.buffer, r.words.byteOffset + r.pos * 4, len);
+          r.pos += n;
+        }
+        if (!live) return;
+        const t = this.resolve(c, id);
+        this.checkRange(t, off, len, 'write');
+        this.gpu.write(t.buf, data, t.base + off);
+        return;
+      }
+      case Op.Dispatch:
+        this.dispatchBody(c, r, live, null);
+        return;
+      case Op.Copy: {
+        const srcId = r.u32(), srcOff = r.big(), dstId = r.u32(), dstOff = r.big(), size = r.big();
+        if (!live) return;
+        const s = this.resolve(c, srcId), d = this.resolve(c, dstId);
+        this.checkRange(s, srcOff, size, 'copy from');
+        this.checkRange(d, dstOff, size, 'copy to');
+        this.gpu.copy(s.buf, s.base + srcOff, d.buf, d.base + dstOff, size);
+        return;
+      }
+      case Op.Replay: {
+        const id = r.u32();
+        if (!live) return;
+        const hr = c.recordings.get(id);
+        if (!hr) throw new GpuValidationError(`recording ${id} of actor "${c.actorId}" was released`);
+        if (hr.error) throw hr.error;
+        for (const v of hr.views) this.checkView(v);
+        this.gpu.replay(hr.rec!);
+        return;
+      }
+      case Op.Flush:
+        if (live) this.gpu.flush();
+        return;
+      case Op.Destroy: {
+        const id = r.u32();
+        const e = c.entries.get(id);
+        if (!e) return;
+        if (e.kind === 'own') {
+          c.entries.delete(id);
+          this.free(e, `its owner actor "${c.actorId}" freed it`);
+        } else if (--e.refs === 0) {
+          c.entries.delete(id);
+          e.target.views.delete(e);
+        }
+        return;
+      }
+      case Op.ReleaseRecording: {
+        const id = r.u32();
+        const hr = c.recordings.get(id);
+        c.recordings.delete(id);
+        if (hr?.rec) this.gpu.releaseRecording(hr.rec);
+        return;
+      }
+      case Op.DefineRecording: {
+        const id = r.u32(), n = r.u32();
+        const hr: HostRecording = { rec: null, views: [], error: null };
+        c.recordings.set(id, hr);
+        if (!live) {
+          for (let i = 0; i < n; i++) this.dispatchBody(c, r, false, null);
+          hr.error = new GpuValidationError(`recording ${id} of actor "${c.actorId}" was never captured: an earlier command failed`);
+          return;
+        }
+        let i = 0;
+        try {
+          hr.rec = this.gpu.capture(() => {
+            for (; i < n; i++) this.dispatchBody(c, r, true, hr.views);
+          });
+        } catch (e) {
+          for (i++; i < n; i++) this.dispatchBody(c, r, false, null);
+          hr.error = e;
+          throw e;
+        }
+        return;
+      }
+      case Op.Read: {
+        const req = r.u32(), id = r.u32(), off = r.big(), len = r.big();
+        if (!this.failRequest(c, req, live)) {
+          this.request(c, req, () => {
+            const t = this.resolve(c, id);
+            this.checkRange(t, off, len, 'read');
+            return this.gpu.read(t.buf, t.base + off, len).then((bytes) => {
+              if (t.view) this.checkView(t.view); // freed while the read was in flight: not its data any more
+              return bytes;
+            });
+          }, true);
+        }
+        return;
+      }
+      case Op.Sync: {
+        const req = r.u32();
+        if (!this.failRequest(c, req, live)) this.request(c, req, () => this.gpu.sync());
+        return;
+      }
+      case Op.CreateBuffer: {
+        const req = r.u32(), size = r.big(), label = String(msg.extras![r.u32()]);
+        if (!this.failRequest(c, req, live)) this.request(c, req, () => this.allocate(c, size, label));
+        return;
+      }
+      case Op.Export: {
+        const req = r.u32(), items = msg.extras![r.u32()] as ExportRequest[];
+        if (!this.failRequest(c, req, live)) this.request(c, req, () => items.map((it) => this.exportRange(c, it)));
+        return;
+      }
+      case Op.Open: {
+        const req = r.u32(), handle = msg.extras![r.u32()] as BufferHandle;
+        if (!this.failRequest(c, req, live)) this.request(c, req, () => this.open(c, handle));
+        return;
+      }
+      default:
+        throw new GpuValidationError(`actor "${c.actorId}" sent an unknown command ${op}: the command list is corrupt`);
+    }
+  }
+
+  /** Parse one dispatch body; when `live`, run it (or capture it, recording the views it binds in `views`). */
+  private dispatchBody(c: Client, r: WordReader, live: boolean, views: ViewEntry[] | null): void {
+    const kernelId = r.u32(), x = r.u32(), y = r.u32(), z = r.u32(), np = r.u32();
+    let params: Uint32Array | null = null;
+    if (np !== NONE) {
+      params = r.words.subarray(r.pos, r.pos + np);
+      r.pos += np;
+    }
+    const nb = r.u32();
+    if (!live) {
+      r.pos += 3 * nb;
+      return;
+    }
+    const bindings: BufferBinding[] = [];
+    for (let i = 0; i < nb; i++) {
+      const id = r.u32(), off = r.u32(), size = r.u32();
+      const t = this.resolve(c, id);
+      if (!t.view) {
+        bindings.push({ buffer: t.buf, offset: off, size: size === NONE ? undefined : size });
+        continue;
+      }
+      if (off > t.size) throw new GpuValidationError(`binding offset ${off} is past the end of handle view ${id} (${t.size} bytes)`);
+      // A view's default size is the rest of its byte range (rounded up to a word, within the buffer).
+      const sz = size === NONE ? Math.min(Math.ceil((t.size - off) / 4) * 4, t.buf.size - t.base - off) : size;
+      if (off + sz > Math.ceil(t.size / 4) * 4) throw new GpuValidationError(`binding [${off}, ${off + sz}) overflows handle view ${id} (${t.size} bytes)`);
+      bindings.push({ buffer: t.buf, offset: t.base + off, size: sz });
+      views?.push(t.view);
+    }
+    const kernel = c.kernels.get(kernelId);
+    if (!kernel) throw new GpuValidationError(`actor "${c.actorId}" dispatched unknown kernel ${kernelId}`);
+    this.gpu.dispatch(kernel, bindings, params, [x, y, z]);
+  }
+
+  /** When the actor has a pending error (or this list failed), answer request `req` with it. */
+  private failRequest(c: Client, req: number, live: boolean): boolean {
+    if (live && c.error === null) return false;
+    const err = c.error ?? new GpuValidationError('an earlier command of this list failed');
+    c.error = null;
+    this.post(c, { t: 'reply', id: req, ok: false, error: serializeError(err) });
+    return true;
+  }
+
+  private request(c: Client, req: number, run: () => unknown, transferResult = false): void {
+    const ok = (value: unknown) => {
+      if (!this.clients.has(c.id)) return;
+      this.post(c, { t: 'reply', id: req, ok: true, value }, transferResult ? [value as ArrayBuffer] : []);
+    };
+    const fail = (e: unknown) => {
+      if (this.clients.has(c.id)) this.post(c, { t: 'reply', id: req, ok: false, error: serializeError(e) });
+    };
+    let result: unknown;
+    try {
+      result = run();
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    if (result instanceof Promise) result.then(ok, fail);
+    else ok(result);
+  }
+
+  // ---- buffers, budgets, handles ----
+
+  private async allocate(c: Client, size: number, label: string): Promise<OpenedView> {
+    const bytes = alignedSize(size);
+    if (c.bytesInUse + bytes > c.budget) {
+      throw new ActorOutOfMemoryError({ actorId: c.actorId, budgetBytes: c.budget, inUseBytes: c.bytesInUse, requestedBytes: bytes, label });
+    }
+    // Reserve now so allocations in flight count; nothing else runs until this one is done (error scopes).
+    c.bytesInUse += bytes;
+    this.allocating = true;
+    try {
+      const buf = await this.gpu.createBuffer(size, label);
+      if (!this.clients.has(c.id)) {
+        this.gpu.destroyBuffer(buf);
+        throw new ActorDisconnectedError(`actor "${c.actorId}" detached while allocating "${label}"`);
+      }
+      const e: OwnEntry = { kind: 'own', id: buf.id, buf, owner: c, generation: ++this.generationCounter, alignedBytes: bytes, exported: false, views: new Set() };
+      c.entries.set(buf.id, e);
+      this.registry.set(buf.id, e);
+      return { id: buf.id, size, label };
+    } catch (err) {
+      c.bytesInUse -= bytes;
+      throw err;
+    } finally {
+      this.allocating = false;
+      this.scheduleDrain();
+    }
+  }
+
+  private free(e: OwnEntry, reason: string): void {
+    this.registry.delete(e.id);
+    e.owner.bytesInUse -= e.alignedBytes;
+    if (e.exported) {
+      this.tombstones.set(e.id, { owner: e.owner.actorId, label: e.buf.label, generation: e.generation, reason });
+      if (this.tombstones.size > MAX_TOMBSTONES) this.tombstones.delete(this.tombstones.keys().next().value!);
+    }
+    // Openers keep their view entries until they close them; every use now fails as stale.
+    this.gpu.destroyBuffer(e.buf);
+  }
+
+  private resolve(c: Client, id: number): Resolved {
+    const e = c.entries.get(id);
+    if (!e) throw new GpuValidationError(`buffer ${id} was destroyed or does not belong to actor "${c.actorId}"`);
+    if (e.kind === 'own') return { buf: e.buf, base: 0, size: e.buf.size, view: null };
+    this.checkView(e);
+    return { buf: e.target.buf, base: e.offset, size: e.size, view: e };
+  }
+
+  private checkView(v: ViewEntry): void {
+    if (this.registry.get(v.target.id) === v.target) return;
+    const t = this.tombstones.get(v.target.id);
+    throw new StaleHandleError(
+      `handle to buffer ${v.target.id} ("${v.target.buf.label}", generation ${v.target.generation}) of actor "${v.target.owner.actorId}" ` +
+        `used by actor "${v.client.actorId}" after the buffer was released: ${t?.reason ?? 'its owner freed it'}`,
+    );
+  }
+
+  private checkRange(t: Resolved, off: number, len: number, what: string): void {
+    if (off + len > t.size) {
+      throw new GpuValidationError(`${what} [${off}, ${off + len}) overflows "${t.buf.label}"${t.view ? ' (handle view)' : ''} of ${t.size} bytes`);
+    }
+  }
+
+  private exportRange(c: Client, it: ExportRequest): BufferHandle {
+    const e = c.entries.get(it.bufferId);
+    if (!e || e.kind !== 'own') {
+      throw new InvalidInputError(`actor "${c.actorId}" can only export buffers it owns; buffer ${it.bufferId} is ${e ? 'an opened handle' : 'not one of them'}`);
+    }
+    if (!(it.byteOffset >= 0 && it.byteLength >= 0 && it.byteOffset + it.byteLength <= e.buf.size)) {
+      throw new InvalidInputError(`export of [${it.byteOffset}, ${it.byteOffset + it.byteLength}) overflows "${e.buf.label}" (${e.buf.size} bytes)`);
+    }
+    e.exported = true;
+    return {
+      virtualGpuUuid: c.virtualGpuUuid, bufferId: e.id, byteOffset: it.byteOffset, byteLength: it.byteLength,
+      dtype: it.dtype, shape: [...it.shape], generation: e.generation, owner: c.actorId,
+    };
+  }
+
+  private open(c: Client, h: BufferHandle): OpenedView {
+    if (h.virtualGpuUuid !== c.virtualGpuUuid) {
+      throw new HandleDeviceMismatchError(
+        `actor "${c.actorId}" on virtual GPU ${c.virtualGpuUuid} cannot open a handle of actor "${h.owner}" from virtual GPU ` +
+          `${h.virtualGpuUuid}: handles are valid only on the GPU they were exported from (as CUDA-IPC)`,
+      );
+    }
+    const e = this.registry.get(h.bufferId);
+    if (!e || e.generation !== h.generation || !e.exported) {
+      const t = this.tombstones.get(h.bufferId);
+      const why = t && t.generation === h.generation ? t.reason : 'its owner freed it';
+      throw new StaleHandleError(
+        `actor "${c.actorId}" cannot open the handle to buffer ${h.bufferId} (generation ${h.generation}) of actor "${h.owner}": ${why}`,
+      );
+    }
+    for (const v of e.views) {
+      if (v.client === c && v.offset === h.byteOffset && v.size === h.byteLength) {
+        v.refs++;
+        return { id: v.id, size: v.size, label: `handle:${h.owner}/${e.buf.label}` };
+      }
+    }
+    const v: ViewEntry = { kind: 'view', id: this.nextViewId++, target: e, client: c, offset: h.byteOffset, size: h.byteLength, refs: 1 };
+    e.views.add(v);
+    c.entries.set(v.id, v);
+    return { id: v.id, size: v.size, label: `handle:${h.owner}/${e.buf.label}` };
+  }
+}
