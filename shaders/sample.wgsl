@@ -1,6 +1,11 @@
 // GPU sampler + decode advance. One workgroup per sequence s picks the next token from logits row s:
 // greedy (temperature 0: argmax, lowest id on ties), or temperature / top-k / min-p / top-p sampling with a
 // counter-based random number keyed on (seed, position), so a request's draw does not depend on the batch.
+// A row with a token-state slot first gets vLLM's penalties, applied on the fly to every logit it reads (the
+// logits buffer stays raw, for raw logprobs): repetition (over prompt + output tokens: logit > 0 → / p, else
+// * p), then frequency and presence (over output tokens: logit -= freq * count + pres * (count > 0)); and,
+// while fewer than min_tokens tokens were generated, its stop tokens are masked. The sampled token is counted
+// into the slot, so the state follows the multi-step loop without the CPU.
 // Then, so the decode loop never waits for the CPU, it appends the token to the output ring and writes the
 // next step's inputs: token id, position and KV slot (through the block table). All reductions run in a
 // fixed order (chunked per thread, tree across threads).
@@ -17,6 +22,14 @@ struct Sampling {
   top_p: f32,
   seed: u32,
   min_p: f32,     // keep tokens with probability >= min_p * the largest (0 = off)
+  state_slot: u32,  // row of token_state holding this request's counts; 0xFFFFFFFF = none (no penalties)
+  repetition_penalty: f32,
+  presence_penalty: f32,
+  frequency_penalty: f32,
+  min_tokens: u32,  // stop tokens (flagged in token_state) are masked while out_base + generated < min_tokens
+  out_base: u32,    // tokens the request had generated before this batch of steps
+  lp_index: u32,    // logprobs record row (logprobs.wgsl); 0xFFFFFFFF = none
+  num_top_logprobs: u32,
   pad0: u32,
   pad1: u32,
   pad2: u32,
@@ -31,6 +44,14 @@ struct Sampling {
 @group(0) @binding(6) var<storage, read_write> next_pos: array<u32>;
 @group(0) @binding(7) var<storage, read_write> next_slot: array<u32>;
 @group(0) @binding(8) var<storage, read_write> out_tokens: array<u32>;
+// Per state slot, per vocab id: bit 31 = in the prompt, bit 30 = a stop token, bits 0..29 = output count.
+// TOKEN_STATE declares it as binding 9 (read_write storage), or, for callers without penalties, as a private
+// one-word array that is never read (every row's state_slot is then 0xFFFFFFFF).
+{{TOKEN_STATE}}
+
+const IN_PROMPT: u32 = 0x80000000u;
+const STOP_TOKEN: u32 = 0x40000000u;
+const COUNT_MASK: u32 = 0x3FFFFFFFu;
 
 const WG: u32 = 256u;
 var<workgroup> red_f: array<f32, WG>;
@@ -89,6 +110,21 @@ fn sum_u(lid: u32, v: u32) -> u32 {
   return r;
 }
 
+// The logit of token i as the sampler sees it: raw, or with the row's penalties and min-tokens mask.
+fn logit_at(row: u32, i: u32, sp: Sampling, mask_stops: bool) -> f32 {
+  var v = logits[row + i];
+  if (sp.state_slot != 0xFFFFFFFFu) {
+    let st = token_state[sp.state_slot * p.vocab + i];
+    let count = st & COUNT_MASK;
+    if ((st & IN_PROMPT) != 0u || count > 0u) {
+      v = select(v * sp.repetition_penalty, v / sp.repetition_penalty, v > 0.0);
+    }
+    v -= sp.frequency_penalty * f32(count) + select(0.0, sp.presence_penalty, count > 0u);
+    if (mask_stops && (st & STOP_TOKEN) != 0u) { v = -3.4e38; }
+  }
+  return v;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
   let s = wg.x;
@@ -100,13 +136,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let hi = min(lo + chunk, V);
   let sp = sampling[s];
   let pos = seq_state[2u * s];
+  let ms = sp.out_base + seq_state[2u * s + 1u] < sp.min_tokens;
 
   if (sp.temperature <= 0.0 || sp.top_k == 1u) {
     // Greedy: per-thread first max, then a tree that keeps the lower id on ties.
     var best = -3.4e38;
     var best_i = 0xFFFFFFFFu;
     for (var i = lo; i < hi; i++) {
-      let v = logits[row + i];
+      let v = logit_at(row, i, sp, ms);
       if (v > best || best_i == 0xFFFFFFFFu) { best = v; best_i = i; }
     }
     red_f[lid] = best;
@@ -128,7 +165,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
     let inv_t = 1.0 / sp.temperature;
     // Max of the scaled logits (for a stable exp).
     var mx = -3.4e38;
-    for (var i = lo; i < hi; i++) { mx = max(mx, logits[row + i] * inv_t); }
+    for (var i = lo; i < hi; i++) { mx = max(mx, logit_at(row, i, sp, ms) * inv_t); }
     red_f[lid] = mx;
     workgroupBarrier();
     for (var st = WG / 2u; st > 0u; st >>= 1u) {
@@ -149,7 +186,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
         atomicStore(&hist[lid], 0u);
         workgroupBarrier();
         for (var i = lo; i < hi; i++) {
-          let key = sort_key(logits[row + i] * inv_t);
+          let key = sort_key(logit_at(row, i, sp, ms) * inv_t);
           if ((key & mask) == prefix) { atomicAdd(&hist[(key >> shift) & 255u], 1u); }
         }
         workgroupBarrier();
@@ -167,7 +204,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
     if (sp.min_p > 0.0) { thr = max(thr, sort_key(mx + log(min(sp.min_p, 1.0)))); }
     var z = 0.0;
     for (var i = lo; i < hi; i++) {
-      let v = logits[row + i] * inv_t;
+      let v = logit_at(row, i, sp, ms) * inv_t;
       if (sort_key(v) >= thr) { z += exp(v - mx); }
     }
     z = sum_f(lid, z);
@@ -183,7 +220,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
         atomicStore(&hist[lid], 0u);
         workgroupBarrier();
         for (var i = lo; i < hi; i++) {
-          let v = logits[row + i] * inv_t;
+          let v = logit_at(row, i, sp, ms) * inv_t;
           let key = sort_key(v);
           if (key >= thr && (key & mask) == prefix) {
             atomicAdd(&hist[(key >> shift) & 255u], u32(exp(v - mx) / z * 2147483648.0));
@@ -203,7 +240,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
     // Inverse-CDF draw over the kept tokens in id order.
     var mine = 0.0;
     for (var i = lo; i < hi; i++) {
-      let v = logits[row + i] * inv_t;
+      let v = logit_at(row, i, sp, ms) * inv_t;
       if (sort_key(v) >= thr) { mine += exp(v - mx); }
     }
     red_f[lid] = mine;
@@ -234,7 +271,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
       var pick = 0xFFFFFFFFu;
       var last_kept = lo;
       for (var i = lo; i < hi; i++) {
-        let v = logits[row + i] * inv_t;
+        let v = logit_at(row, i, sp, ms) * inv_t;
         if (sort_key(v) >= thr) {
           last_kept = i;
           acc += exp(v - mx);
@@ -251,6 +288,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
     if (step < p.out_capacity) { out_tokens[s * p.out_capacity + step] = tok; }
     seq_state[2u * s] = pos + 1u;
     seq_state[2u * s + 1u] = step + 1u;
+    if (sp.state_slot != 0xFFFFFFFFu) {
+      let si = sp.state_slot * p.vocab + tok;
+      let st = token_state[si];
+      token_state[si] = (st & ~COUNT_MASK) | min((st & COUNT_MASK) + 1u, COUNT_MASK);
+    }
     let np = pos + 1u;
     next_ids[s] = tok;
     next_pos[s] = np;

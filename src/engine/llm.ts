@@ -20,9 +20,10 @@ import type { IncrementalDetokenizer } from '../model/tokenizer/index.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
 import type { HostTensor } from '../model/weights/types.ts';
 import { KvCacheTooSmallError } from './errors.ts';
-import { engineSizes, LLMEngine, type SamplingParams } from './llm_engine.ts';
+import { engineSizes, LLMEngine, type SamplingParams, type TokenLogprobs } from './llm_engine.ts';
+import { ModelRunner } from './model_runner.ts';
 import type { FinishReason } from './request.ts';
-import type { RequestStepOutput } from './scheduler.ts';
+import type { EngineStepOutput } from './llm_engine.ts';
 import { Completions } from './openai.ts';
 
 export interface LLMOptions {
@@ -48,18 +49,33 @@ export interface LLMOptions {
 export interface GenerateSamplingParams extends SamplingParams {
   /** Strings that end the completion; the text stops before them. */
   stop?: string[];
+  /**
+   * Samples per prompt (default 1). They share the prompt's KV blocks; sample i's seed is
+   * sampleSeed(seed, i) (sample 0 keeps the request's seed), so each is reproducible on its own.
+   */
+  n?: number;
 }
 
 export type Prompt = string | { prompt: string } | { tokens: readonly number[] };
 
-export interface CompletionOutput {
-  requestId: string;
-  promptTokenIds: readonly number[];
+/** One sample of a prompt (vLLM's CompletionOutput). */
+export interface SampleOutput {
+  /** Which of the prompt's n samples (0-based). */
+  index: number;
   tokenIds: number[];
   text: string;
   finishReason: FinishReason | null;
   /** The stop string or token id that ended it, if any. */
   stopReason: string | number | null;
+  /** Per token (tokenIds, stop-string tokens included), when `logprobs` was asked for. */
+  logprobs?: TokenLogprobs[];
+}
+
+/** One prompt's result (vLLM's RequestOutput): its first sample's fields, and all n samples in `outputs`. */
+export interface CompletionOutput extends SampleOutput {
+  requestId: string;
+  promptTokenIds: readonly number[];
+  outputs: SampleOutput[];
 }
 
 export interface Distribution {
@@ -94,6 +110,8 @@ export class LLM {
   modelName = 'tandem';
   /** Unfinished requests of this LLM (generate and stream), by request id. */
   private readonly tracked = new Map<string, Tracked>();
+  /** n > 1 requests: the request id the user sees → its samples' engine request ids. */
+  private readonly groups = new Map<string, string[]>();
   private loop: Promise<void> | null = null;
   private _completions: Completions | undefined;
 
@@ -116,7 +134,8 @@ export class LLM {
     let weightBytes = 0;
     for (const t of ckpt.tensors.values()) weightBytes += (t.bytes.byteLength / (t.dtype === 'F32' ? 4 : 2)) * e;
     const T = maxNumBatchedTokens, H = config.hiddenSize;
-    const activationBytes = e * T * (5 * H + 3 * H + config.ffnDim + 2 * config.wordEmbedProjDim) + 4 * maxNumSeqs * config.vocabSize;
+    const activationBytes = e * T * (5 * H + 3 * H + config.ffnDim + 2 * config.wordEmbedProjDim) + 4 * maxNumSeqs * config.vocabSize +
+      ModelRunner.stepBufferBytes(config, { maxNumSeqs });
     const budget = util * (opts.gpuMemoryBytes ?? 4 * 1024 ** 3) - weightBytes - activationBytes;
     const perBlock = kvCacheBytesPerBlock(config, blockSize, dtype);
     const numBlocks = Math.floor(budget / perBlock);
@@ -142,19 +161,26 @@ export class LLM {
   }
 
   /**
-   * Validate and queue one request; its deltas go to `sink` from the shared step loop. Throws (and queues
-   * nothing) on a bad prompt or parameters.
+   * Validate and queue one prompt's n samples; their deltas go to `sink` from the shared step loop. Throws (and
+   * queues nothing) on a bad prompt or parameters. Returns the group's id and its samples.
    */
-  private track(p: Prompt, sp: StreamSamplingParams, sink: (d: StreamDelta) => void, fail: (e: unknown) => void): Tracked {
+  private track(p: Prompt, sp: StreamSamplingParams, sink: (d: StreamDelta) => void, fail: (e: unknown) => void): { id: string; samples: Tracked[] } {
     const ids = this.promptIds(p);
     const stop = (sp.stop ?? []).filter((s) => s.length > 0);
-    const { stop: _s, requestId, ...engineParams } = sp;
-    if (requestId !== undefined && this.tracked.has(requestId)) throw new InvalidInputError(`request id ${requestId} is already in use`);
-    const req = this.engine.addRequest(ids, engineParams, requestId);
-    const t = new Tracked(req.requestId, ids, stop, this.tokenizer.detokenizer({ promptIds: ids }), sink, fail);
-    this.tracked.set(t.requestId, t);
+    const { stop: _s, requestId, n, ...engineParams } = sp;
+    const count = n ?? 1;
+    if (!(Number.isInteger(count) && count >= 1)) throw new InvalidInputError(`n must be a positive integer, got ${n}`);
+    if (requestId !== undefined && (this.tracked.has(requestId) || this.groups.has(requestId))) {
+      throw new InvalidInputError(`request id ${requestId} is already in use`);
+    }
+    const id = requestId ?? this.engine.newRequestId();
+    const reqs = this.engine.addRequestGroup(ids, engineParams, count, id);
+    const samples = reqs.map((r, index) =>
+      new Tracked(r.requestId, id, index, ids, stop, this.tokenizer.detokenizer({ promptIds: ids }), sink, fail, engineParams.logprobs !== undefined));
+    for (const t of samples) this.tracked.set(t.requestId, t);
+    if (count > 1) this.groups.set(id, samples.map((t) => t.requestId));
     this.ensureLoop();
-    return t;
+    return { id, samples };
   }
 
   /**
@@ -192,9 +218,10 @@ export class LLM {
   }
 
   /** Apply one step's output: detokenize, find stop strings, emit the decided text. */
-  private deliver(t: Tracked, o: RequestStepOutput): void {
+  private deliver(t: Tracked, o: EngineStepOutput): void {
     if (t.firstTokenMs === null && o.newTokenIds.length > 0) t.firstTokenMs = performance.now();
     t.tokenIds.push(...o.newTokenIds);
+    if (o.logprobs) t.logprobs?.push(...o.logprobs);
     t.text += t.detok.push(o.newTokenIds);
     let finish: [FinishReason, string | number | null] | null = o.finished ? [o.finishReason ?? 'stop', o.stopReason] : null;
     if (o.finished) t.text += t.detok.flush();
@@ -202,12 +229,12 @@ export class LLM {
     if (hit) {
       t.text = t.text.slice(0, hit[1]);
       finish = ['stop', hit[0]];
-      if (!o.finished) this.engine.scheduler.finishRequest(t.requestId, 'stop', hit[0]);
+      if (!o.finished) this.engine.finishRequest(t.requestId, 'stop', hit[0]);
     }
-    this.emit(t, o.newTokenIds, finish);
+    this.emit(t, o.newTokenIds, finish, o.logprobs);
   }
 
-  private emit(t: Tracked, tokenIds: number[], finish: [FinishReason, string | number | null] | null): void {
+  private emit(t: Tracked, tokenIds: number[], finish: [FinishReason, string | number | null] | null, logprobs?: TokenLogprobs[]): void {
     // Hold back a suffix that may still become a stop string; at the end, everything left is decided.
     const end = finish ? t.text.length : t.text.length - t.heldBack();
     const text = end > t.emitted ? t.text.slice(t.emitted, end) : '';
@@ -217,8 +244,12 @@ export class LLM {
       t.stopReason = finish[1];
       this.tracked.delete(t.requestId);
       this.recordFinished(t);
+      const group = this.groups.get(t.groupId);
+      if (group && group.every((id) => !this.tracked.has(id))) this.groups.delete(t.groupId);
     }
-    t.sink({ requestId: t.requestId, text, tokenIds, finishReason: t.finishReason, stopReason: t.stopReason });
+    const delta: StreamDelta = { requestId: t.requestId, index: t.index, text, tokenIds, finishReason: t.finishReason, stopReason: t.stopReason };
+    if (t.logprobs) delta.logprobs = logprobs ?? [];
+    t.sink(delta);
   }
 
   private readonly finishedStats = { requests: 0, aborted: 0, tokens: 0, ttft: [] as number[], tpot: [] as number[], queue: [] as number[] };
@@ -259,26 +290,33 @@ export class LLM {
     };
   }
 
-  /** Serve every prompt (continuous batching, on the shared step loop) and return completions in input order. */
+  /**
+   * Serve every prompt (continuous batching, on the shared step loop) and return completions in input order;
+   * with `n > 1`, each prompt's samples are in its `outputs`.
+   */
   async generate(prompts: readonly Prompt[], params: StreamSamplingParams | StreamSamplingParams[] = {}): Promise<CompletionOutput[]> {
-    const started: Tracked[] = [];
+    const started: Array<{ id: string; samples: Tracked[] }> = [];
     const done: Promise<void>[] = [];
     try {
       prompts.forEach((p, i) => {
         const sp = Array.isArray(params) ? params[i] ?? {} : params;
         let resolve!: () => void, reject!: (e: unknown) => void;
         done.push(new Promise<void>((res, rej) => { resolve = res; reject = rej; }));
-        started.push(this.track(p, sp, (d) => { if (d.finishReason !== null) resolve(); }, reject));
+        let remaining = sp.n ?? 1;
+        started.push(this.track(p, sp, (d) => { if (d.finishReason !== null && --remaining === 0) resolve(); }, reject));
       });
     } catch (e) {
-      for (const t of started) this.abort(t.requestId);
+      for (const g of started) this.abort(g.id);
       throw e;
     }
     await Promise.all(done);
-    return started.map((t) => ({
-      requestId: t.requestId, promptTokenIds: t.promptTokenIds, tokenIds: t.tokenIds, text: t.text,
-      finishReason: t.finishReason, stopReason: t.stopReason,
-    }));
+    return started.map(({ id, samples }) => {
+      const outputs: SampleOutput[] = samples.map((t) => ({
+        index: t.index, tokenIds: t.tokenIds, text: t.text, finishReason: t.finishReason, stopReason: t.stopReason,
+        ...(t.logprobs ? { logprobs: t.logprobs } : {}),
+      }));
+      return { requestId: id, promptTokenIds: samples[0].promptTokenIds, ...outputs[0], outputs };
+    });
   }
 
   /**
@@ -289,11 +327,12 @@ export class LLM {
    */
   stream(prompt: Prompt, params: StreamSamplingParams = {}): RequestStream {
     const q = new AsyncQueue<StreamDelta>();
-    const t = this.track(prompt, params, (d) => {
+    let remaining = params.n ?? 1;
+    const g = this.track(prompt, params, (d) => {
       q.push(d);
-      if (d.finishReason !== null) q.end();
+      if (d.finishReason !== null && --remaining === 0) q.end();
     }, (e) => q.fail(e));
-    return new RequestStream(t.requestId, q, () => { if (t.finishReason === null) this.abort(t.requestId); });
+    return new RequestStream(g.id, q, () => { if (g.samples.some((t) => t.finishReason === null)) this.abort(g.id); });
   }
 
   /**
@@ -317,6 +356,8 @@ export class LLM {
   }
 
   abort(requestId: string): boolean {
+    const group = this.groups.get(requestId);
+    if (group) return group.map((id) => this.abort(id)).some((x) => x);
     const aborted = this.engine.abort(requestId);
     const t = this.tracked.get(requestId);
     if (t) this.emit(t, [], ['abort', null]);
@@ -347,9 +388,13 @@ export interface StreamDelta {
   text: string;
   /** Token ids generated this step (including those of a stop string, which is not in the text). */
   tokenIds: number[];
-  /** Set on the last delta. */
+  /** Which sample of the request (0 unless n > 1). */
+  index: number;
+  /** Set on the last delta of its sample (with n > 1 the stream ends after every sample's last delta). */
   finishReason: FinishReason | null;
   stopReason: string | number | null;
+  /** Logprobs of `tokenIds`, when the request asked for them. */
+  logprobs?: TokenLogprobs[];
 }
 
 /** A request's state on the LLM side: its detokenizer, its text so far, where its deltas go. */
@@ -365,14 +410,22 @@ class Tracked {
   readonly arrivalMs = performance.now();
   scheduledMs: number | null = null;
   firstTokenMs: number | null = null;
+  /** Per token, when the request asked for logprobs. */
+  readonly logprobs: TokenLogprobs[] | null;
   constructor(
     readonly requestId: string,
+    /** The id the user sees: requestId itself when n = 1, the n samples' shared id otherwise. */
+    readonly groupId: string,
+    readonly index: number,
     readonly promptTokenIds: readonly number[],
     readonly stop: readonly string[],
     readonly detok: IncrementalDetokenizer,
     readonly sink: (d: StreamDelta) => void,
     readonly fail: (e: unknown) => void,
-  ) {}
+    wantsLogprobs: boolean,
+  ) {
+    this.logprobs = wantsLogprobs ? [] : null;
+  }
 
   /** The earliest stop string in the text (none can start before `emitted`: such a prefix is held back). */
   findStop(): [string, number] | null {

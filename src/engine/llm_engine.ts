@@ -10,7 +10,7 @@ import { validateSamplingValues } from '../model/generate.ts';
 import { canonicalTensorName } from '../model/weights/names.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import type { ElementType } from '../kernels/shader.ts';
-import type { SamplingRow } from '../kernels/sample.ts';
+import { MAX_TOP_LOGPROBS, type LogprobsRecord, type SamplingRow } from '../kernels/sample.ts';
 import { expectedTensors, parseOptConfig, type OptConfig } from '../model/config.ts';
 import { uploadWeights, type OptGpuWeights } from '../model/gpu_weights.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
@@ -31,6 +31,73 @@ export interface SamplingParams extends RequestSamplingParams {
   minP?: number;
   /** Per-request seed: its draws depend on (seed, position) only, never on the batch. */
   seed?: number;
+  /**
+   * vLLM's penalties, applied on the GPU to the logits before sampling (greedy included). Repetition: over
+   * prompt and output tokens, logit > 0 → logit / p, else logit * p (1 = off, > 0). Presence and frequency:
+   * over output tokens, logit -= frequencyPenalty * count + presencePenalty * (count > 0) (0 = off, in [-2, 2]).
+   */
+  repetitionPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /**
+   * Logprobs per generated token: the sampled token's, its rank, and the top `logprobs` (0..20) of the step.
+   * Raw logprobs, vLLM v1's default (`logprobs_mode="raw_logprobs"`): log-softmax of the model's logits as they
+   * come out, before penalties, temperature and top-k/top-p/min-p. Undefined = none.
+   */
+  logprobs?: number;
+}
+
+/** One generated token's logprobs (SamplingParams.logprobs). */
+export interface TokenLogprobs {
+  tokenId: number;
+  /** Raw log-probability of tokenId at this step. */
+  logprob: number;
+  /** 1 + the number of tokens with a higher logit. */
+  rank: number;
+  /** The step's `logprobs` most likely tokens, most likely first (ties: lower id first). */
+  top: Array<{ tokenId: number; logprob: number }>;
+}
+
+/** A step's output for one request: the scheduler's, plus logprobs for each new token when asked. */
+export interface EngineStepOutput extends RequestStepOutput {
+  logprobs?: TokenLogprobs[];
+}
+
+/** Validate the engine-only sampling fields (penalties, logprobs); throws InvalidInputError naming the field. */
+export function validateEngineSampling(p: SamplingParams): void {
+  const bad = (m: string) => { throw new InvalidInputError(m); };
+  if (p.repetitionPenalty !== undefined && !(p.repetitionPenalty > 0 && Number.isFinite(p.repetitionPenalty))) {
+    bad(`repetitionPenalty must be > 0, got ${p.repetitionPenalty}`);
+  }
+  for (const name of ['presencePenalty', 'frequencyPenalty'] as const) {
+    const v = p[name];
+    if (v !== undefined && !(v >= -2 && v <= 2)) bad(`${name} must be in [-2, 2], got ${v}`);
+  }
+  if (p.logprobs !== undefined && !(Number.isInteger(p.logprobs) && p.logprobs >= 0 && p.logprobs <= MAX_TOP_LOGPROBS)) {
+    bad(`logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${p.logprobs}`);
+  }
+}
+
+/**
+ * The seed of sample `index` of an `n > 1` request whose seed is `seed`: sample 0 keeps it, the others get a
+ * distinct value derived from (seed, index), so every sample is reproducible from the request's seed alone.
+ */
+export function sampleSeed(seed: number, index: number): number {
+  if (index === 0) return seed >>> 0;
+  const mix = (x: number) => {
+    x ^= x >>> 16; x = Math.imul(x, 0x85ebca6b); x ^= x >>> 13; x = Math.imul(x, 0xc2b2ae35); x ^= x >>> 16;
+    return x >>> 0;
+  };
+  return mix((seed ^ mix(Math.imul(index, 0x9e3779b9) + 0x632be5ab)) >>> 0);
+}
+
+/** Token state is needed for penalties, or to mask stop tokens before minTokens. */
+function stopTokensToMask(p: SamplingParams, eos: number | null): number[] {
+  if ((p.minTokens ?? 0) === 0) return [];
+  return [...(eos !== null && !p.ignoreEos ? [eos] : []), ...(p.stopTokenIds ?? [])];
+}
+function usesPenalties(p: SamplingParams): boolean {
+  return (p.repetitionPenalty ?? 1) !== 1 || (p.presencePenalty ?? 0) !== 0 || (p.frequencyPenalty ?? 0) !== 0;
 }
 
 export interface EngineOptions {
@@ -67,6 +134,8 @@ export interface RequestOutput {
   promptTokenIds: readonly number[];
   tokenIds: number[];
   finishReason: FinishReason | null;
+  /** One entry per token when SamplingParams.logprobs was given. */
+  logprobs?: TokenLogprobs[];
 }
 
 export class LLMEngine {
@@ -110,18 +179,60 @@ export class LLMEngine {
     return new LLMEngine(gpu, config, weights, kv, scheduler, runner, runnerOptions);
   }
 
-  addRequest(promptTokenIds: readonly number[], params: SamplingParams = {}, requestId = `req-${this.nextId++}`): Request<SamplingParams> {
+  /**
+   * Queue a request. `forkOf`: for sample 2..n of an `n > 1` request, the first sample (same prompt), whose
+   * computed prompt blocks it shares.
+   */
+  addRequest(
+    promptTokenIds: readonly number[], params: SamplingParams = {}, requestId = `req-${this.nextId++}`, forkOf: Request<SamplingParams> | null = null,
+  ): Request<SamplingParams> {
     validateSamplingValues(params);
+    validateEngineSampling(params);
     promptTokenIds.forEach((t, i) => {
       if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
         throw new InvalidInputError(`request ${requestId}: token ${i} is ${t}, outside the vocabulary [0, ${this.config.vocabSize})`);
       }
     });
-    // A sampled request without a seed gets one now, so its draws are still a function of (seed, position).
-    const seeded = (params.temperature ?? 0) > 0 && params.seed === undefined ? { ...params, seed: this.nextSeed++ } : params;
-    const req = new Request<SamplingParams>({ requestId, promptTokenIds, samplingParams: seeded, eosTokenId: this.config.eosTokenId });
+    const req = new Request<SamplingParams>({ requestId, promptTokenIds, samplingParams: this.withSeed(params), eosTokenId: this.config.eosTokenId, forkOf });
     this.scheduler.addRequest(req);
     return req;
+  }
+
+  /**
+   * A sampled request without a seed gets one now, so its draws are still a function of (seed, position) (and
+   * the samples of an `n > 1` request can derive theirs from it).
+   */
+  /** A fresh request id (`req-N`). */
+  newRequestId(): string {
+    return `req-${this.nextId++}`;
+  }
+
+  withSeed(params: SamplingParams): SamplingParams {
+    return (params.temperature ?? 0) > 0 && params.seed === undefined ? { ...params, seed: this.nextSeed++ } : params;
+  }
+
+  /**
+   * Queue `n` samples of one prompt: sample 0 first, the others
+   * forks sharing its prompt blocks, each with its own seed derived from the request's (sampleSeed). Ids:
+   * `requestId` itself when n = 1, else `${requestId}#${i}`.
+   */
+  addRequestGroup(promptTokenIds: readonly number[], params: SamplingParams, n: number, requestId = `req-${this.nextId++}`): Request<SamplingParams>[] {
+    if (!(Number.isInteger(n) && n >= 1)) throw new InvalidInputError(`n must be a positive integer, got ${n}`);
+    if (n === 1) return [this.addRequest(promptTokenIds, params, requestId)];
+    validateSamplingValues(params);
+    validateEngineSampling(params);
+    const base = this.withSeed(params);
+    const out: Request<SamplingParams>[] = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        const sp = base.seed === undefined ? base : { ...base, seed: sampleSeed(base.seed, i) };
+        out.push(this.addRequest(promptTokenIds, sp, `${requestId}#${i}`, i === 0 ? null : out[0]));
+      }
+    } catch (e) {
+      for (const r of out) this.abort(r.requestId);
+      throw e;
+    }
+    return out;
   }
 
   /**
@@ -152,7 +263,14 @@ export class LLMEngine {
   }
 
   abort(requestId: string): boolean {
-    return this.scheduler.abort(requestId);
+    return this.finishRequest(requestId, 'abort');
+  }
+
+  /** End a request from outside the step loop (an abort, a stop string found by the detokenizer). */
+  finishRequest(requestId: string, reason: FinishReason, stopReason: number | string | null = null): boolean {
+    const done = this.scheduler.finishRequest(requestId, reason, stopReason);
+    if (done) this.runner.dropRequests([requestId]);
+    return done;
   }
 
   hasUnfinishedRequests(): boolean {
@@ -212,28 +330,51 @@ export class LLMEngine {
   }
 
   /** One engine step: schedule, run, sample, update. */
-  async step(): Promise<RequestStepOutput[]> {
+  async step(): Promise<EngineStepOutput[]> {
     if (this.asleep) throw new InvalidInputError(`the engine is asleep (level ${this.asleep.level}): call wakeUp() first`);
     const out = this.scheduler.schedule();
+    // Requests gone (finished, aborted) or preempted since the last step lose their token state; a preempted
+    // one gets it rebuilt from its history when it is scheduled again.
+    this.runner.dropRequests([...out.finished, ...out.preempted]);
     if (out.chunks.length === 0) return this.scheduler.updateFromOutput(out, new Map());
     const sampled = await this.runner.execute(out.chunks.map((c) => {
       const req = this.scheduler.getRequest(c.requestId)!;
       const p = req.samplingParams;
-      const sampling: SamplingRow = { temperature: p.temperature ?? 0, topK: p.topK ?? 0, topP: p.topP ?? 1, seed: p.seed ?? 0, minP: p.minP ?? 0 };
-      return { ...c, sampling };
+      const sampling: SamplingRow = {
+        temperature: p.temperature ?? 0, topK: p.topK ?? 0, topP: p.topP ?? 1, seed: p.seed ?? 0, minP: p.minP ?? 0,
+        repetitionPenalty: p.repetitionPenalty ?? 1, presencePenalty: p.presencePenalty ?? 0, frequencyPenalty: p.frequencyPenalty ?? 0,
+        minTokens: p.minTokens ?? 0,
+      };
+      const stops = stopTokensToMask(p, req.eosTokenId);
+      const tokenState = usesPenalties(p) || stops.length > 0
+        ? { promptTokenIds: req.promptTokenIds, outputTokenIds: req.outputTokenIds, stopTokenIds: stops }
+        : undefined;
+      return { ...c, sampling, tokenState, logprobs: p.logprobs };
     }));
-    return this.scheduler.updateFromOutput(out, sampled);
+    const results: EngineStepOutput[] = this.scheduler.updateFromOutput(out, sampled.tokens);
+    this.runner.dropRequests(results.filter((r) => r.finished).map((r) => r.requestId));
+    for (const r of results) {
+      const recs = sampled.logprobs.get(r.requestId);
+      if (recs) r.logprobs = r.newTokenIds.map((tokenId, j) => ({ tokenId, ...recs[j] }));
+    }
+    return results;
   }
 
   /** Serve every prompt to completion (continuous batching) and return outputs in input order. */
   async generate(prompts: ReadonlyArray<readonly number[]>, params: SamplingParams | SamplingParams[] = {}): Promise<RequestOutput[]> {
     const reqs = prompts.map((p, i) => this.addRequest(p, Array.isArray(params) ? params[i] : params));
     const outputs = new Map<string, RequestOutput>();
-    for (const r of reqs) outputs.set(r.requestId, { requestId: r.requestId, promptTokenIds: r.promptTokenIds, tokenIds: [], finishReason: null });
+    for (const r of reqs) {
+      outputs.set(r.requestId, {
+        requestId: r.requestId, promptTokenIds: r.promptTokenIds, tokenIds: [], finishReason: null,
+        ...(r.samplingParams.logprobs !== undefined ? { logprobs: [] } : {}),
+      });
+    }
     while (reqs.some((r) => !r.isFinished)) {
       for (const o of await this.step()) {
         const res = outputs.get(o.requestId);
         if (!res) continue;
+        if (o.logprobs) res.logprobs!.push(...o.logprobs);
         if (o.finished) res.finishReason = o.finishReason;
       }
     }

@@ -4,7 +4,15 @@
  *
  * Step inputs are packed on the CPU into persistent buffers (token ids, positions, token-to-sequence index, slot
  * mapping, block tables, query blocks, logit rows, sampling rows) and uploaded once per step; nothing is
- * allocated or compiled in the steady state. Only the sampled ids are read back.
+ * allocated or compiled in the steady state. Only the sampled ids (and the logprobs records of requests that
+ * asked for them, from the same buffer) are read back, in one read.
+ *
+ * Penalties and min-tokens need per-request token state on the GPU (prompt mask, output counts, stop flags):
+ * a request that uses them holds a state slot while the runner knows it. The slot is rebuilt from the request's
+ * history (prompt, outputs so far, stop ids) by a GPU kernel the first time the request reaches the runner, and
+ * again after a preemption (recompute) or for each fork; from then on the sampler counts every token it samples,
+ * lookahead steps included, so the state never needs the CPU. `dropRequests` frees slots of requests that
+ * finished, were aborted or preempted.
  *
  * Every kernel reduces in a fixed order per token (linear layers in 64-value segments whatever the row count;
  * attention per query in key order whatever the query block), so a request's tokens do not depend on what else
@@ -13,7 +21,10 @@
 import { InvalidInputError } from '../errors.ts';
 import type { Gpu, GpuBuffer, Recording } from '../gpu/gpu.ts';
 import { ATTENTION_PARTITION, buildQueryBlocks, queryBlockSize } from '../kernels/paged_attention.ts';
-import { packSamplingRows, SAMPLING_ROW_WORDS, sampleAndAdvance, type SamplingRow } from '../kernels/sample.ts';
+import {
+  computeLogprobs, initTokenState, LOGPROBS_RECORD_WORDS, MAX_TOP_LOGPROBS, packSamplingRows, packTokenStateInits, SAMPLING_ROW_WORDS,
+  sampleAndAdvance, TOKEN_STATE_ENTRY_WORDS, unpackLogprobsRecord, type LogprobsRecord, type SamplingRow, type TokenStateInit,
+} from '../kernels/sample.ts';
 import type { OptConfig } from '../model/config.ts';
 import { OptForward } from '../model/forward.ts';
 import type { OptGpuWeights } from '../model/gpu_weights.ts';
@@ -29,7 +40,23 @@ export interface RunnerChunk {
   samplesToken: boolean;
   /** Extra decode steps this request may take on the GPU in this call (slots reserved by the scheduler). */
   numLookaheadTokens?: number;
+  /** Sampling values (temperature, top-k/p, min-p, seed, penalties, minTokens); slots and indexes are the runner's. */
   sampling: SamplingRow;
+  /**
+   * Present when the request needs token state (penalties or minTokens): its history, read when its state slot
+   * is (re)built. The arrays are read, not kept.
+   */
+  tokenState?: { promptTokenIds: readonly number[]; outputTokenIds: readonly number[]; stopTokenIds: readonly number[] };
+  /** Top logprobs wanted per step (0..20: the sampled token's logprob only at 0); undefined = no logprobs. */
+  logprobs?: number;
+}
+
+/** What one execute() produced for the requests that sampled. */
+export interface RunnerOutput {
+  /** Tokens by request id (1 + the lookahead steps run). */
+  tokens: Map<string, number[]>;
+  /** For requests that asked: one record per token in `tokens`. */
+  logprobs: Map<string, LogprobsRecord[]>;
 }
 
 export interface ModelRunnerConfig {
@@ -55,7 +82,11 @@ interface StepBuffers {
   nextIds: GpuBuffer;
   nextPositions: GpuBuffer;
   nextSlots: GpuBuffer;
+  /** Sampled tokens [S, cap], then logprobs records [L, cap] of the L rows that asked (one readback). */
   sampled: GpuBuffer;
+  /** [maxNumSeqs, vocab] u32 token state (sample.wgsl). */
+  tokenState: GpuBuffer;
+  stateEntries: GpuBuffer;
   /** 0, 1, ..., maxNumSeqs - 1: each decode row is its own sequence and its own query block. */
   iota: GpuBuffer;
   iotaBlocks: GpuBuffer;
@@ -73,9 +104,16 @@ export class ModelRunner {
   private readonly forward: OptForward;
   private readonly buf: StepBuffers;
   private readonly plans = new Map<string, Recording>();
+  /** Token-state slot of each request that has one; free slots. */
+  private readonly stateSlots = new Map<string, number>();
+  private readonly freeSlots: number[];
+  /** Flat token lists for state (re)builds; grown when a step's histories need more. */
+  private stateTokens: GpuBuffer;
 
-  private constructor(gpu: Gpu, config: OptConfig, rc: ModelRunnerConfig, forward: OptForward, cache: PagedKvCache, buf: StepBuffers) {
+  private constructor(gpu: Gpu, config: OptConfig, rc: ModelRunnerConfig, forward: OptForward, cache: PagedKvCache, buf: StepBuffers, stateTokens: GpuBuffer) {
     this.gpu = gpu;
+    this.stateTokens = stateTokens;
+    this.freeSlots = Array.from({ length: rc.maxNumSeqs }, (_, i) => rc.maxNumSeqs - 1 - i);
     this.config = config;
     this.runnerConfig = rc;
     this.forward = forward;
@@ -109,20 +147,46 @@ export class ModelRunner {
       nextIds: await u32(S, 'runner.nextIds'),
       nextPositions: await u32(S, 'runner.nextPositions'),
       nextSlots: await u32(S, 'runner.nextSlots'),
-      sampled: await u32(S * (1 + MAX_LOOKAHEAD), 'runner.sampled'),
+      sampled: await u32(S * (1 + MAX_LOOKAHEAD) * (1 + LOGPROBS_RECORD_WORDS), 'runner.sampled'),
+      tokenState: await u32(S * config.vocabSize, 'runner.tokenState'),
+      stateEntries: await u32(S * TOKEN_STATE_ENTRY_WORDS, 'runner.stateEntries'),
       iota: await u32(S, 'runner.iota'),
       iotaBlocks: await u32(2 * S, 'runner.iotaBlocks'),
     };
     gpu.write(buf.iota, Uint32Array.from({ length: S }, (_, i) => i));
     gpu.write(buf.iotaBlocks, Uint32Array.from({ length: 2 * S }, (_, i) => (i % 2 === 0 ? i / 2 : 1)));
-    return new ModelRunner(gpu, config, rc, forward, cache, buf);
+    const stateTokens = await u32(S * 64, 'runner.stateTokens');
+    return new ModelRunner(gpu, config, rc, forward, cache, buf, stateTokens);
+  }
+
+  /** Bytes of step buffers beyond the forward's activations (the token state dominates: maxNumSeqs * vocab * 4). */
+  static stepBufferBytes(config: OptConfig, rc: Pick<ModelRunnerConfig, 'maxNumSeqs'>): number {
+    const S = rc.maxNumSeqs;
+    return 4 * S * (config.vocabSize + (1 + MAX_LOOKAHEAD) * (1 + LOGPROBS_RECORD_WORDS) + TOKEN_STATE_ENTRY_WORDS + SAMPLING_ROW_WORDS + 64);
+  }
+
+  /** Forget requests that finished, were aborted or preempted: their token-state slots are free again. */
+  dropRequests(requestIds: Iterable<string>): void {
+    for (const id of requestIds) {
+      const slot = this.stateSlots.get(id);
+      if (slot === undefined) continue;
+      this.stateSlots.delete(id);
+      this.freeSlots.push(slot);
+    }
+  }
+
+  /** Requests holding a token-state slot (tests check slots are given back). */
+  get numStateSlotsInUse(): number {
+    return this.stateSlots.size;
   }
 
   /** Free every GPU buffer the runner holds (activations, KV cache, step buffers) and its captured steps. */
   release(): void {
     for (const plan of this.plans.values()) this.gpu.releaseRecording(plan);
     this.plans.clear();
-    const all = new Set<GpuBuffer>([...this.forward.buffers(), ...this.cache.layers.flatMap((l) => [l.key, l.value]), ...Object.values(this.buf)]);
+    const all = new Set<GpuBuffer>([
+      ...this.forward.buffers(), ...this.cache.layers.flatMap((l) => [l.key, l.value]), ...Object.values(this.buf), this.stateTokens,
+    ]);
     for (const b of all) this.gpu.destroyBuffer(b);
   }
 
@@ -131,11 +195,12 @@ export class ModelRunner {
    * When every chunk is a single-token decode with lookahead slots, then up to min(numLookaheadTokens) more
    * decode steps run back to back on the GPU (the sampler writes each step's token, position and slot for the
    * next; DESIGN.md, "Keep the loop on the GPU"), and all tokens come back in one readback.
-   * Resolves with the tokens by request id.
+   * Resolves with the tokens (and requested logprobs) by request id.
    */
-  async execute(chunks: readonly RunnerChunk[]): Promise<Map<string, number[]>> {
+  async execute(chunks: readonly RunnerChunk[]): Promise<RunnerOutput> {
     const rc = this.runnerConfig, g = this.gpu, b = this.buf;
-    if (chunks.length === 0) return new Map();
+    const out: RunnerOutput = { tokens: new Map(), logprobs: new Map() };
+    if (chunks.length === 0) return out;
     if (chunks.length > rc.maxNumSeqs) throw new RangeError(`${chunks.length} requests in one step exceed maxNumSeqs ${rc.maxNumSeqs}`);
     const T = chunks.reduce((s, c) => s + c.tokenIds.length, 0);
     if (T > rc.maxNumBatchedTokens) throw new RangeError(`${T} tokens in one step exceed maxNumBatchedTokens ${rc.maxNumBatchedTokens}`);
@@ -146,7 +211,9 @@ export class ModelRunner {
     const samplingRows: SamplingRow[] = [];
     const seqState: number[] = [];
     const samplers: string[] = [];
+    const logprobRows: Array<[string, number]> = [];
     let t = 0, maxContext = 0;
+    const stateInits = this.assignStateSlots(chunks);
     const bs = rc.blockSize;
     chunks.forEach((c, s) => {
       if (c.blockIds.length > this.maxBlocksPerSeq) throw new RangeError(`request ${c.requestId}: ${c.blockIds.length} blocks exceed maxModelLen`);
@@ -162,7 +229,20 @@ export class ModelRunner {
       maxContext = Math.max(maxContext, c.startPosition + c.tokenIds.length);
       if (c.samplesToken) {
         logitRows.push(t - 1);
-        samplingRows.push(c.sampling);
+        const row: SamplingRow = { ...c.sampling, stateSlot: undefined, logprobsIndex: undefined };
+        if (c.tokenState) {
+          row.stateSlot = this.stateSlots.get(c.requestId)!;
+          row.outputBase = c.tokenState.outputTokenIds.length;
+        }
+        if (c.logprobs !== undefined) {
+          if (!(Number.isInteger(c.logprobs) && c.logprobs >= 0 && c.logprobs <= MAX_TOP_LOGPROBS)) {
+            throw new InvalidInputError(`request ${c.requestId}: logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${c.logprobs}`);
+          }
+          row.logprobsIndex = logprobRows.length;
+          row.numTopLogprobs = c.logprobs;
+          logprobRows.push([c.requestId, c.logprobs]);
+        }
+        samplingRows.push(row);
         seqState.push(c.startPosition + c.tokenIds.length - 1, 0);
         samplers.push(c.requestId);
       }
@@ -174,6 +254,7 @@ export class ModelRunner {
     g.write(b.slotMapping, slots);
     g.write(b.blockTables, tables);
     g.write(b.queryBlocks, blocks);
+    if (stateInits.length > 0) await this.rebuildTokenState(stateInits);
     if (samplers.length) {
       g.write(b.logitIndices, Uint32Array.from(logitRows));
       g.write(b.sampling, packSamplingRows(samplingRows));
@@ -184,7 +265,6 @@ export class ModelRunner {
       blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq, maxContext, queryBlocks: b.queryBlocks,
       numQueryBlocks: blocks.length / 2,
     }, this.cache, b.logitIndices, samplers.length, b.logits);
-    const out = new Map<string, number[]>();
     if (samplers.length === 0) {
       await g.sync();
       return out;
@@ -197,17 +277,24 @@ export class ModelRunner {
     // The sampler writes row s's j-th token at sampled[s * cap + j].
     const samplerBufs = {
       logits: b.logits, sampling: b.sampling, blockTables: b.blockTables, seqState: b.seqState, nextIds: b.nextIds,
-      nextPositions: b.nextPositions, nextSlots: b.nextSlots, outTokens: b.sampled,
+      nextPositions: b.nextPositions, nextSlots: b.nextSlots, outTokens: b.sampled, tokenState: b.tokenState,
     };
     const samplerArgs = { numSeqs: S, vocab: this.config.vocabSize, blockSize: bs, maxBlocksPerSeq: this.maxBlocksPerSeq, outCapacity: cap };
-    sampleAndAdvance(g, samplerBufs, samplerArgs);
+    const L = logprobRows.length;
+    const logprobBufs = { logits: b.logits, sampling: b.sampling, seqState: b.seqState, nextIds: b.nextIds, records: b.sampled };
+    const logprobArgs = { numSeqs: S, vocab: this.config.vocabSize, outCapacity: cap, recordBase: S * cap };
+    const sampleStep = () => {
+      sampleAndAdvance(g, samplerBufs, samplerArgs);
+      if (L > 0) computeLogprobs(g, logprobBufs, logprobArgs);
+    };
+    sampleStep();
     // Submit each step as it is recorded, so the GPU runs it while the CPU records the next.
     g.flush();
     for (let j = 1; j <= extra; j++) {
       // Lookahead steps differ only in their batch size, output ring and attention partition count: each such
       // step is captured once and replayed (no re-encoding on the CPU).
       const parts = Math.ceil((maxContext + j) / ATTENTION_PARTITION);
-      const key = `${S}:${cap}:${parts}`;
+      const key = `${S}:${cap}:${parts}:${L > 0}`;
       let plan = this.plans.get(key);
       if (!plan) {
         plan = g.capture(() => {
@@ -216,15 +303,46 @@ export class ModelRunner {
             blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq,
             maxContext: Math.min(parts * ATTENTION_PARTITION, rc.maxModelLen), queryBlocks: b.iotaBlocks, numQueryBlocks: S,
           }, this.cache, 'all', S, b.logits);
-          sampleAndAdvance(g, samplerBufs, samplerArgs);
+          sampleStep();
         });
         this.plans.set(key, plan);
       }
       g.replay(plan);
       g.flush();
     }
-    const got = new Uint32Array(await g.read(b.sampled, 0, S * cap * 4));
-    samplers.forEach((id, i) => out.set(id, Array.from(got.subarray(i * cap, (i + 1) * cap))));
+    const R = LOGPROBS_RECORD_WORDS;
+    const got = new Uint32Array(await g.read(b.sampled, 0, (S * cap + L * cap * R) * 4));
+    samplers.forEach((id, i) => out.tokens.set(id, Array.from(got.subarray(i * cap, (i + 1) * cap))));
+    logprobRows.forEach(([id, numTop], l) => {
+      const recs: LogprobsRecord[] = [];
+      for (let j = 0; j < cap; j++) recs.push(unpackLogprobsRecord(got, S * cap + (l * cap + j) * R, numTop));
+      out.logprobs.set(id, recs);
+    });
     return out;
+  }
+
+  /** Give a slot to each chunk that needs token state and has none yet; returns the rebuilds to run. */
+  private assignStateSlots(chunks: readonly RunnerChunk[]): TokenStateInit[] {
+    const inits: TokenStateInit[] = [];
+    for (const c of chunks) {
+      if (!c.tokenState || this.stateSlots.has(c.requestId)) continue;
+      const slot = this.freeSlots.pop();
+      if (slot === undefined) throw new RangeError(`no free token-state slot for ${c.requestId}: more than maxNumSeqs requests hold one`);
+      this.stateSlots.set(c.requestId, slot);
+      inits.push({ slot, ...c.tokenState });
+    }
+    return inits;
+  }
+
+  private async rebuildTokenState(inits: TokenStateInit[]): Promise<void> {
+    const g = this.gpu, b = this.buf;
+    const { entries, tokens } = packTokenStateInits(inits);
+    if (tokens.byteLength > this.stateTokens.size) {
+      g.destroyBuffer(this.stateTokens);
+      this.stateTokens = await g.createBuffer(Math.max(tokens.byteLength, 2 * this.stateTokens.size), 'runner.stateTokens');
+    }
+    g.write(b.stateEntries, entries);
+    g.write(this.stateTokens, tokens);
+    initTokenState(g, { entries: b.stateEntries, tokens: this.stateTokens, tokenState: b.tokenState }, { numEntries: inits.length, vocab: this.config.vocabSize });
   }
 }

@@ -7,13 +7,21 @@
  *     `POST /v1/completions` (JSON, or server-sent events with `stream: true`), `GET /v1/models` and
  *     `GET /health`. Bad requests get HTTP 400 with `{error: {message, type, param, code}}`; it never throws.
  *
- * Like vLLM, unknown request fields are ignored; known OpenAI fields this engine does not implement yet (n > 1,
- * logprobs, echo, suffix, penalties, logit_bias, best_of > 1) are rejected with a message naming them, rather
- * than silently producing something else. Defaults are OpenAI's: max_tokens 16, temperature 1, top_p 1.
+ * Like vLLM, unknown request fields are ignored; known OpenAI fields this engine does not implement (echo,
+ * suffix, logit_bias, best_of other than n) are rejected with a message naming them, rather than silently
+ * producing something else. Defaults are OpenAI's: max_tokens 16, temperature 1, top_p 1, n 1.
+ *
+ * `n` samples per prompt come back as choices `prompt_index * n + sample_index` (OpenAI's order). `logprobs: k`
+ * gives OpenAI's legacy logprobs object per choice: `tokens` (each token decoded on its own), `token_logprobs`,
+ * `top_logprobs` (the k most likely tokens of each step, plus the sampled one, as vLLM does) and `text_offset`
+ * (character offsets into the choice's text). They are raw logprobs (vLLM v1's default): log-softmax of the
+ * model's logits before penalties and temperature.
  */
 import { InvalidInputError, TandemError } from '../errors.ts';
 import type { FinishReason } from './request.ts';
 import type { LLM, StreamSamplingParams } from './llm.ts';
+import type { TokenLogprobs } from './llm_engine.ts';
+import { MAX_TOP_LOGPROBS } from '../kernels/sample.ts';
 
 /** A request parameter is missing, of the wrong type, or out of range; `param` names it (OpenAI's `param`). */
 export class InvalidRequestError extends InvalidInputError {
@@ -41,8 +49,14 @@ export interface CompletionCreateParams {
   stop?: string | string[] | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean | null } | null;
-  /** Only 1 for now. */
+  /** Samples per prompt (default 1). */
   n?: number | null;
+  /** Top logprobs per token (0..20): OpenAI's legacy logprobs object on each choice. */
+  logprobs?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  /** vLLM's extension (1 = off). */
+  repetition_penalty?: number | null;
   /** vLLM's extensions. */
   ignore_eos?: boolean | null;
   min_tokens?: number | null;
@@ -51,11 +65,19 @@ export interface CompletionCreateParams {
   [unknown: string]: unknown;
 }
 
+/** OpenAI's legacy (completions) logprobs object. */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Array<Record<string, number>>;
+  text_offset: number[];
+}
+
 export interface CompletionChoice {
   index: number;
   text: string;
   finish_reason: FinishReason | null;
-  logprobs: null;
+  logprobs: CompletionLogprobs | null;
 }
 
 export interface CompletionUsage {
@@ -123,20 +145,24 @@ interface Parsed {
 function parseRequest(llm: LLM, body: unknown): Parsed {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new InvalidRequestError(null, 'the request body must be a JSON object');
   const b = body as Json;
+  const n = optInt(b, 'n', 1) ?? 1;
+  if (n > MAX_N) throw new InvalidRequestError('n', `must be <= ${MAX_N}, got ${n}`);
   // Known OpenAI fields that are not implemented: reject a non-default value rather than ignore it.
-  const unsupported: Array<[string, (v: unknown) => boolean]> = [
-    ['n', (v) => v === 1], ['best_of', (v) => v === 1], ['logprobs', (v) => v === false], ['echo', (v) => v === false],
-    ['suffix', (v) => v === ''], ['presence_penalty', (v) => v === 0], ['frequency_penalty', (v) => v === 0],
-    ['repetition_penalty', (v) => v === 1], ['logit_bias', (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0],
+  const unsupported: Array<[string, (v: unknown) => boolean, string]> = [
+    ['best_of', (v) => v === 1 || v === n, `only best_of = n (${n}) is supported: every sample is returned`],
+    ['echo', (v) => v === false, 'echo (returning the prompt with the completion) is not supported: leave it out'],
+    ['suffix', (v) => v === '', 'suffix (insertion) is not supported: leave it out'],
+    ['logit_bias', (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0, 'logit_bias is not supported: leave it out'],
   ];
-  for (const [name, isDefault] of unsupported) {
+  for (const [name, isDefault, why] of unsupported) {
     const v = b[name];
-    if (given(v) && !isDefault(v)) {
-      if (name === 'n' && !isInt(v)) throw new InvalidRequestError('n', `must be an integer, got ${JSON.stringify(v)}`);
-      throw new InvalidRequestError(name, `${JSON.stringify(v)} is not supported yet (only ${name === 'n' || name === 'best_of' ? '1' : 'the default'}); ` +
-        (name === 'n' ? 'send the prompt several times, or several prompts in one request' : 'leave it out'));
-    }
+    if (given(v) && !isDefault(v)) throw new InvalidRequestError(name, `${JSON.stringify(v)}: ${why}`);
   }
+  const logprobs = optInt(b, 'logprobs', 0);
+  if (logprobs !== undefined && logprobs > MAX_TOP_LOGPROBS) throw new InvalidRequestError('logprobs', `must be <= ${MAX_TOP_LOGPROBS}, got ${logprobs}`);
+  const presencePenalty = optNumber(b, 'presence_penalty', (v) => v >= -2 && v <= 2, 'in [-2, 2]');
+  const frequencyPenalty = optNumber(b, 'frequency_penalty', (v) => v >= -2 && v <= 2, 'in [-2, 2]');
+  const repetitionPenalty = optNumber(b, 'repetition_penalty', (v) => v > 0 && v <= 2, 'in (0, 2]');
   if (given(b.model) && typeof b.model !== 'string') throw new InvalidRequestError('model', `must be a string, got ${JSON.stringify(b.model)}`);
 
   // prompt: string | number[] | string[] | number[][]
@@ -212,7 +238,11 @@ function parseRequest(llm: LLM, body: unknown): Parsed {
     if (!Array.isArray(s) || !s.every((t) => isInt(t) && t >= 0)) throw new InvalidRequestError('stop_token_ids', 'must be an array of token ids');
     stopTokenIds = s as number[];
   }
-  const params: StreamSamplingParams = { temperature };
+  const params: StreamSamplingParams = { temperature, n };
+  if (logprobs !== undefined) params.logprobs = logprobs;
+  if (presencePenalty !== undefined) params.presencePenalty = presencePenalty;
+  if (frequencyPenalty !== undefined) params.frequencyPenalty = frequencyPenalty;
+  if (repetitionPenalty !== undefined) params.repetitionPenalty = repetitionPenalty;
   if (maxTokens !== undefined) params.maxTokens = maxTokens;
   if (topP !== undefined) params.topP = topP;
   if (minP !== undefined) params.minP = minP;
@@ -226,6 +256,31 @@ function parseRequest(llm: LLM, body: unknown): Parsed {
 }
 
 const newId = () => `cmpl-${crypto.randomUUID().replaceAll('-', '')}`;
+
+/** Most samples per prompt in one request. */
+const MAX_N = 64;
+
+/**
+ * OpenAI's legacy logprobs object for `entries` (tokens in order), with text offsets counted from `offset`.
+ * Each token is decoded on its own (a token holding part of a UTF-8 character decodes to U+FFFD, as in vLLM);
+ * `top_logprobs` maps decoded tokens to logprobs: the step's top-k plus the sampled token.
+ */
+function toCompletionLogprobs(llm: LLM, entries: readonly TokenLogprobs[], offset = 0): CompletionLogprobs {
+  const decode = (id: number) => llm.tokenizer.decode([id]);
+  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  for (const e of entries) {
+    const tok = decode(e.tokenId);
+    out.tokens.push(tok);
+    out.token_logprobs.push(e.logprob);
+    const top: Record<string, number> = {};
+    for (const t of e.top) top[decode(t.tokenId)] ??= t.logprob;
+    top[tok] ??= e.logprob;
+    out.top_logprobs.push(top);
+    out.text_offset.push(offset);
+    offset += tok.length;
+  }
+  return out;
+}
 
 /** `llm.completions`: OpenAI's `client.completions` over an LLM. */
 export class Completions {
@@ -244,10 +299,13 @@ export class Completions {
     const usage = (completion: number): CompletionUsage => ({ prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion });
     if (!stream) {
       const outs = await this.llm.generate(prompts.map((tokens) => ({ tokens })), prompts.map((_, i) => ({ ...params, requestId: `${id}-${i}` })));
+      const samples = outs.flatMap((o) => o.outputs);
       return {
         id, object: 'text_completion', created, model,
-        choices: outs.map((o, index) => ({ index, text: o.text, finish_reason: o.finishReason, logprobs: null })),
-        usage: usage(outs.reduce((s, o) => s + o.tokenIds.length, 0)),
+        choices: samples.map((o, index) => ({
+          index, text: o.text, finish_reason: o.finishReason, logprobs: o.logprobs ? toCompletionLogprobs(this.llm, o.logprobs) : null,
+        })),
+        usage: usage(samples.reduce((s, o) => s + o.tokenIds.length, 0)),
       };
     }
     return this.streamChunks(prompts, params, { id, created, model, includeUsage, usage });
@@ -274,12 +332,21 @@ export class Completions {
     const signal = () => { const w = wake; wake = null; w?.(); };
     const head = { id: m.id, object: 'text_completion' as const, created: m.created, model: m.model };
     const extra = m.includeUsage ? { usage: null } : {};
-    streams.forEach(async (s, index) => {
+    const n = params.n ?? 1;
+    // Per choice: text offset of the next token (logprobs' text_offset continues across chunks).
+    const offsets = new Map<number, number>();
+    streams.forEach(async (s, promptIndex) => {
       try {
         for await (const d of s) {
           completionTokens += d.tokenIds.length;
-          if (d.text === '' && d.finishReason === null) continue;
-          queue.push({ ...head, choices: [{ index, text: d.text, finish_reason: d.finishReason, logprobs: null }], ...extra });
+          const index = promptIndex * n + d.index;
+          let logprobs: CompletionLogprobs | null = null;
+          if (d.logprobs) {
+            logprobs = toCompletionLogprobs(llm, d.logprobs, offsets.get(index) ?? 0);
+            offsets.set(index, (offsets.get(index) ?? 0) + logprobs.tokens.reduce((a, t) => a + t.length, 0));
+          }
+          if (d.text === '' && d.finishReason === null && !logprobs?.tokens.length) continue;
+          queue.push({ ...head, choices: [{ index, text: d.text, finish_reason: d.finishReason, logprobs }], ...extra });
           signal();
         }
       } catch (e) {
