@@ -1,5 +1,5 @@
 /**
- * The Tandem CLI (Deno): `tandem logits | generate | tokenize | info | verify | serve`. With --json, exactly one JSON document
+ * The Tandem CLI (Deno): `tandem logits | generate | tokenize | info | verify | serve | train-step`. With --json, exactly one JSON document
  * goes to stdout (also on error: {"error": {code, message}}); logs and progress go to stderr.
  */
 import { parseArgs } from 'node:util';
@@ -13,6 +13,7 @@ import { LLM, type GenerateSamplingParams } from '../engine/llm.ts';
 import { parsePromptsFile } from './generate_batch.ts';
 import { cmdServe, SERVE_OPTIONS, SERVE_USAGE } from './serve.ts';
 import { cmdVerify, exitCodeOf, formatVerify, VERIFY_OPTIONS, VERIFY_USAGE } from './verify.ts';
+import { cmdTrainStep, TRAIN_STEP_OPTIONS, TRAIN_STEP_USAGE } from './train_step.ts';
 
 const USAGE = `usage: tandem <command> [options]
   logits   --model SPEC (--tokens 2,45,99 | --prompt TEXT) [--dtype f32|f16] [--json]
@@ -26,6 +27,7 @@ const USAGE = `usage: tandem <command> [options]
   info     [--json]          WebGPU adapter, features and limits
 ${SERVE_USAGE}
 ${VERIFY_USAGE}
+${TRAIN_STEP_USAGE}
 SPEC: a directory with config.json + weights, an http(s) base URL (e.g.
   https://huggingface.co/facebook/opt-125m/resolve/main/), or synthetic:CONFIG:SEED
   (CONFIG a config.json path or opt-125m).`;
@@ -51,6 +53,7 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
   ...VERIFY_OPTIONS,
   ...SERVE_OPTIONS,
+  ...TRAIN_STEP_OPTIONS,
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -209,6 +212,7 @@ export async function main(args: string[]): Promise<number> {
   }
   const commands: Record<string, (v: Values) => Promise<unknown>> = {
     logits: cmdLogits, generate: cmdGenerate, tokenize: cmdTokenize, info: cmdInfo, verify: cmdVerify, serve: (v) => cmdServe(v),
+    'train-step': (v) => cmdTrainStep(v),
   };
   const run = commands[cmd];
   if (!run) {
