@@ -77,7 +77,7 @@ export class ModelActor {
     try {
       const weights = this.llm?.engine.weights ?? this.need(this.model, 'loadModel or createEngine').weights;
       const bytes = copyIntoWeights(gpu, opened, weights);
-      this.llm?.engine.updateWeights([]); // resets the prefix cache: cached blocks were computed with the old weights
+      this.llm?.engine.kv.resetPrefixCache(); // cached blocks were computed with the old weights
       await gpu.sync();
       return bytes;
     } finally {
