@@ -74,6 +74,21 @@ Deno.test('serve: completions (JSON and SSE) match the engine, models, health, 4
     }
     assertEquals(texts, [g1.text, g2.text]);
     assertEquals(chunks.filter((ch) => ch.choices[0].finish_reason === 'length').length, 2);
+    // n and logprobs over HTTP, JSON and SSE: the same samples, the same logprobs.
+    const body = { prompt: P2, max_tokens: 8, temperature: 1, seed: 11, n: 2, logprobs: 1, ignore_eos: true, presence_penalty: 0.5 };
+    const nj = await (await post(base, body)).json() as Completion;
+    assertEquals(nj.choices.map((ch) => ch.index), [0, 1]);
+    const [gn] = await llm.generate([{ tokens: P2 }], { maxTokens: 8, temperature: 1, seed: 11, n: 2, logprobs: 1, ignoreEos: true, presencePenalty: 0.5 });
+    nj.choices.forEach((ch, i) => {
+      assertEquals(ch.text, gn.outputs[i].text);
+      assertEquals(ch.logprobs!.token_logprobs, gn.outputs[i].logprobs!.map((e) => e.logprob));
+    });
+    const nchunks = (await sse(await post(base, { ...body, stream: true }))).slice(0, -1).map((e) => JSON.parse(e) as CompletionChunk);
+    for (const i of [0, 1]) {
+      const mine = nchunks.filter((ch) => ch.choices[0].index === i).map((ch) => ch.choices[0]);
+      assertEquals(mine.map((ch) => ch.text).join(''), gn.outputs[i].text);
+      assertEquals(mine.flatMap((ch) => ch.logprobs!.token_logprobs), gn.outputs[i].logprobs!.map((e) => e.logprob));
+    }
     // Models and health.
     const models = await (await fetch(`${base}/v1/models`)).json();
     assertEquals(models.object, 'list');
@@ -92,7 +107,9 @@ Deno.test('serve: completions (JSON and SSE) match the engine, models, health, 4
     await expectError(await post(base, { prompt: [2, 3.5] }), 400, 'prompt');
     console.log('  ' + await expectError(await post(base, { prompt: [2, 512, 3] }), 400, 'prompt'));
     console.log('  ' + await expectError(await post(base, { prompt: 'Hello, my dog is cute' }), 400, 'prompt'));
-    console.log('  ' + await expectError(await post(base, { prompt: P1, n: 3 }), 400, 'n'));
+    console.log('  ' + await expectError(await post(base, { prompt: P1, n: 0 }), 400, 'n'));
+    console.log('  ' + await expectError(await post(base, { prompt: P1, echo: true }), 400, 'echo'));
+    await expectError(await post(base, { prompt: P1, logprobs: 50 }), 400, 'logprobs');
     await expectError(await post(base, { prompt: P1, stream: true, stop: [1] }), 400, 'stop');
     await expectError(await post(base, { model: 'gpt-4', prompt: P1 }), 404, 'model');
     await expectError(await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{}' }), 404);

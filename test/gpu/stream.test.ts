@@ -163,11 +163,14 @@ Deno.test('completions.create: OpenAI shapes, streaming chunks, several prompts,
   assertEquals(s1.choices[0].text, s2.choices[0].text);
   // Validation: typed, naming the field, nothing queued.
   const bad: Array<[Record<string, unknown>, string]> = [
-    [{ prompt: P1, n: 2 }, 'n'], [{ prompt: P1, max_tokens: 'ten' }, 'max_tokens'], [{ prompt: P1, max_tokens: 0 }, 'max_tokens'],
+    [{ prompt: P1, n: 0 }, 'n'], [{ prompt: P1, n: 1.5 }, 'n'], [{ prompt: P1, n: 2, best_of: 3 }, 'best_of'], [{ prompt: P1, max_tokens: 'ten' }, 'max_tokens'],
+    [{ prompt: P1, logprobs: 21 }, 'logprobs'], [{ prompt: P1, logprobs: -1 }, 'logprobs'], [{ prompt: P1, logprobs: true }, 'logprobs'],
+    [{ prompt: P1, presence_penalty: 3 }, 'presence_penalty'], [{ prompt: P1, frequency_penalty: 'x' }, 'frequency_penalty'],
+    [{ prompt: P1, repetition_penalty: 0 }, 'repetition_penalty'], [{ prompt: P1, logit_bias: { 5: 1 } }, 'logit_bias'], [{ prompt: P1, max_tokens: 0 }, 'max_tokens'],
     [{ prompt: P1, temperature: -1 }, 'temperature'], [{ prompt: P1, top_p: 0 }, 'top_p'], [{ prompt: P1, seed: 1.5 }, 'seed'],
     [{ prompt: P1, stop: 3 }, 'stop'], [{ prompt: P1, stream: 'yes' }, 'stream'], [{}, 'prompt'], [{ prompt: [] }, 'prompt'],
     [{ prompt: [2, 512] }, 'prompt'], [{ prompt: [2, -1] }, 'prompt'], [{ prompt: 'Hello' }, 'prompt'], [{ prompt: ['a', 'Hello world'] }, 'prompt'], [{ prompt: ['a', ''] }, 'prompt'],
-    [{ prompt: [P1, [2, 9999]] }, 'prompt'], [{ prompt: P1, logprobs: 2 }, 'logprobs'], [{ prompt: P1, echo: true }, 'echo'],
+    [{ prompt: [P1, [2, 9999]] }, 'prompt'], [{ prompt: P1, echo: true }, 'echo'],
     [{ prompt: P1, max_tokens: 100000 }, 'max_tokens'], [{ prompt: P1, ignore_eos: 1 }, 'ignore_eos'],
   ];
   for (const [body, param] of bad) {
@@ -185,4 +188,78 @@ Deno.test('completions.create: OpenAI shapes, streaming chunks, several prompts,
   assertEquals(extra.usage.completion_tokens, 3);
   assertEquals(l.engine.hasUnfinishedRequests(), false);
   assertEquals(l.engine.kv.usage, 0);
+});
+
+Deno.test('n > 1 and logprobs: generate, stream and completions (OpenAI logprobs object, choice order, streamed chunks)', async () => {
+  const { sampleSeed } = await import('../../src/engine/llm_engine.ts');
+  const l = await llm();
+  const sp = { maxTokens: 12, ignoreEos: true, temperature: 1, seed: 99, n: 3, logprobs: 2 };
+  const [g] = await l.generate([{ tokens: P2 }], sp);
+  assertEquals(g.outputs.length, 3);
+  assertEquals(g.outputs.map((o) => o.index), [0, 1, 2]);
+  assertEquals(g.tokenIds, g.outputs[0].tokenIds);
+  assert(new Set(g.outputs.map((o) => o.tokenIds.join())).size > 1, 'samples differ');
+  // Each sample equals a single request with its derived seed; logprobs line up with the tokens.
+  for (const o of g.outputs) {
+    const [one] = await l.generate([{ tokens: P2 }], { ...sp, n: 1, seed: sampleSeed(99, o.index) });
+    assertEquals(one.tokenIds, o.tokenIds, `sample ${o.index}`);
+    assertEquals(one.logprobs, o.logprobs);
+    assertEquals(o.logprobs!.map((e) => e.tokenId), o.tokenIds);
+    for (const e of o.logprobs!) {
+      assertEquals(e.top.length, 2);
+      assert(e.logprob <= 0 && e.rank >= 1 && e.top[0].logprob >= e.top[1].logprob && e.top[0].logprob >= e.logprob, JSON.stringify(e));
+    }
+  }
+  // Streaming n = 3: deltas carry their sample index; each sample's deltas reassemble generate's sample.
+  const ds = await collect(l.stream({ tokens: P2 }, sp));
+  for (const o of g.outputs) {
+    const mine = ds.filter((d) => d.index === o.index);
+    assertEquals(joined(mine), { text: o.text, tokenIds: o.tokenIds, finishReason: 'length' });
+    assertEquals(mine.flatMap((d) => d.logprobs!), o.logprobs);
+  }
+  // Aborting an n > 1 stream by its id ends every sample.
+  const st = l.stream({ tokens: P1 }, { maxTokens: 60, ignoreEos: true, n: 2 });
+  let aborted = 0;
+  for await (const d of st) {
+    if (d.finishReason === null) l.abort(st.requestId);
+    else { assertEquals(d.finishReason, 'abort'); aborted++; }
+  }
+  assertEquals(aborted, 2);
+  // Completions: choices prompt-major (prompt i, sample j → index i * n + j) with OpenAI's logprobs object.
+  const c = await l.completions.create({ prompt: [P1, P2], max_tokens: 6, temperature: 0.8, seed: 5, n: 2, logprobs: 3, ignore_eos: true });
+  assertEquals(c.choices.map((ch) => ch.index), [0, 1, 2, 3]);
+  assertEquals(c.usage.completion_tokens, 24);
+  const [ref1, ref2] = await l.generate([{ tokens: P1 }, { tokens: P2 }], { maxTokens: 6, temperature: 0.8, seed: 5, n: 2, logprobs: 3, ignoreEos: true });
+  const samples = [...ref1.outputs, ...ref2.outputs];
+  c.choices.forEach((ch, i) => {
+    assertEquals(ch.text, samples[i].text);
+    const lp = ch.logprobs!;
+    assertEquals(lp.token_logprobs, samples[i].logprobs!.map((e) => e.logprob));
+    assertEquals(lp.tokens, samples[i].tokenIds.map((t) => l.tokenizer.decode([t])));
+    assertEquals(lp.tokens.join(''), ch.text, 'tokens decoded one by one concatenate to the text (ASCII-range vocabulary)');
+    let off = 0;
+    lp.tokens.forEach((t, k) => { assertEquals(lp.text_offset[k], off); off += t.length; });
+    lp.top_logprobs.forEach((top, k) => {
+      const keys = Object.keys(top);
+      assert(keys.length >= 1 && keys.length <= 4, `top-3 plus the sampled token: ${JSON.stringify(top)}`);
+      assertEquals(top[lp.tokens[k]], lp.token_logprobs[k]);
+    });
+  });
+  // Streaming completions with logprobs: per choice, the chunks' logprobs concatenate to the whole.
+  const chunks: CompletionChunk[] = [];
+  for await (const ch of await l.completions.create({ prompt: P1, max_tokens: 6, temperature: 0.8, seed: 5, n: 2, logprobs: 3, ignore_eos: true, stream: true })) chunks.push(ch);
+  for (const idx of [0, 1]) {
+    const mine = chunks.map((ch) => ch.choices[0]).filter((ch) => ch.index === idx);
+    assertEquals(mine.flatMap((ch) => ch.logprobs!.token_logprobs), c.choices[idx].logprobs!.token_logprobs);
+    assertEquals(mine.flatMap((ch) => ch.logprobs!.text_offset), c.choices[idx].logprobs!.text_offset);
+  }
+  // Penalties through the OpenAI names change greedy output, as the engine's do.
+  const plain = await l.completions.create({ prompt: P1, max_tokens: 16, temperature: 0, ignore_eos: true });
+  const pen = await l.completions.create({ prompt: P1, max_tokens: 16, temperature: 0, ignore_eos: true, presence_penalty: 1.5, frequency_penalty: 0.5, repetition_penalty: 1.3 });
+  const [penRef] = await l.generate([{ tokens: P1 }], { maxTokens: 16, ignoreEos: true, presencePenalty: 1.5, frequencyPenalty: 0.5, repetitionPenalty: 1.3 });
+  assertEquals(pen.choices[0].text, penRef.text);
+  assert(pen.choices[0].text !== plain.choices[0].text, 'penalties change the greedy text');
+  assertEquals(l.engine.hasUnfinishedRequests(), false);
+  assertEquals(l.engine.kv.usage, 0);
+  assertEquals(l.engine.runner.numStateSlotsInUse, 0);
 });
