@@ -9,6 +9,7 @@
  * - per-actor memory accounting, enforced at allocation against each actor's budget;
  * - pipelines compiled once across actors (LocalGpu caches them by KernelSource key) and bind groups cached;
  * - each actor's kernels and recordings by the actor's own ids, so a command list never needs an answer.
+ * - a weighted fair queue (src/cluster/fair_share.ts) that orders queued command lists across actors.
  *
  * Errors in fire-and-forget commands (a dispatch on a stale handle, say) are kept and surface, typed, at the
  * actor's next awaited call (read, sync, createBuffer...), as WebGPU's own errors do; the rest of that command
@@ -26,7 +27,7 @@ import {
 import type { BufferBinding, GpuBuffer, Kernel, Recording } from '../gpu/gpu.ts';
 import { LocalGpu } from '../gpu/local.ts';
 import type { AcquireOptions } from '../gpu/device.ts';
-import { FairQueue } from './fair_queue.ts';
+import { FairShareQueue } from '../cluster/fair_share.ts';
 import {
   type BufferHandle,
   type ClientMessage,
@@ -152,7 +153,8 @@ export class DeviceHost implements HostControl {
   private clients = new Map<number, Client>();
   private registry = new Map<number, OwnEntry>();
   private tombstones = new Map<number, Tombstone>();
-  private queue = new FairQueue<CommandMessage | 'bye'>();
+  /** Weighted fair order across actors (weight = GPU fraction, cost = dispatches + copies + writes of a list). */
+  private queue = new FairShareQueue<{ client: Client; msg: CommandMessage | 'bye' }>();
   private nextClientId = 1;
   private nextViewId = 0x40000000;
   private generationCounter = 0;
@@ -186,7 +188,6 @@ export class DeviceHost implements HostControl {
       port: channel.port1, bytesInUse: 0, entries: new Map(), kernels: new Map(), recordings: new Map(), error: null, servedCost: 0,
     };
     this.clients.set(c.id, c);
-    this.queue.addFlow(c.id, weight);
     c.port.onmessage = (ev: MessageEvent<ClientMessage>) => this.receive(c, ev.data);
     this.post(c, {
       t: 'welcome', clientId: c.id, actorId: c.actorId, virtualGpuUuid: c.virtualGpuUuid,
@@ -199,7 +200,7 @@ export class DeviceHost implements HostControl {
     const c = this.clients.get(clientId);
     if (!c) return;
     this.clients.delete(clientId);
-    this.queue.removeFlow(clientId);
+    this.queue.removeClient(String(clientId));
     for (const e of c.entries.values()) {
       if (e.kind === 'own') this.free(e, `its owner actor "${c.actorId}" ${reason}`);
       else e.target.views.delete(e);
@@ -259,8 +260,7 @@ export class DeviceHost implements HostControl {
 
   private receive(c: Client, msg: ClientMessage): void {
     if (!this.clients.has(c.id)) return;
-    if (msg.t === 'bye') this.queue.push(c.id, 'bye', 1);
-    else this.queue.push(c.id, msg, msg.cost);
+    this.queue.enqueue(String(c.id), c.weight, msg.t === 'bye' ? 1 : msg.cost, { client: c, msg: msg.t === 'bye' ? 'bye' : msg });
     this.scheduleDrain();
   }
 
@@ -275,17 +275,17 @@ export class DeviceHost implements HostControl {
   private drain(): void {
     const deadline = performance.now() + this.quantumMs;
     while (!this.allocating && !this.paused) {
-      const next = this.queue.pop();
+      const next = this.queue.dequeue()?.item;
       if (!next) return;
-      const c = this.clients.get(next.flow);
-      if (!c) continue;
-      if (next.item === 'bye') {
+      const c = next.client;
+      if (!this.clients.has(c.id)) continue;
+      if (next.msg === 'bye') {
         this.detach(c.id, 'disconnected');
         continue;
       }
       this.executionLog?.push(c.id);
-      c.servedCost += next.item.cost;
-      this.execute(c, next.item);
+      c.servedCost += next.msg.cost;
+      this.execute(c, next.msg);
       if (performance.now() > deadline) break;
     }
     if (this.queue.size > 0) this.scheduleDrain();
