@@ -13,13 +13,16 @@ export interface MicroBatch {
   share: number;
 }
 
-/** Targets of one row: positions 1..len-1 (each predicted from the one before), those the mask keeps. */
+/**
+ * Targets of one row that count in the loss's denominator: positions 1..len-1 (each predicted from the one
+ * before); with a mask, only those whose token and input token are both real (src/train/batch.ts's rule).
+ */
 function rowTargets(batch: TrainBatch, b: number): number {
   const len = batch.ids[b].length;
   const mask = batch.mask?.[b];
   if (!mask) return Math.max(0, len - 1);
   let n = 0;
-  for (let t = 1; t < len; t++) if (mask[t]) n++;
+  for (let t = 1; t < len; t++) if (mask[t] && mask[t - 1]) n++;
   return n;
 }
 
