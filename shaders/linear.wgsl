@@ -9,6 +9,10 @@
 // it, which kernel ran it, or where its tile fell): k is cut into segments of 64; each segment is a sequential
 // fma chain from 0; the segment sums are added in order; then + bias, relu, + residual.
 // flags: bit 0 bias, bit 1 relu, bit 2 residual. Requires K % 4 == 0. Accumulates in f32.
+//
+// SPLIT (batched decode: too few rows for 128-row tiles to fill the GPU): workgroup z computes only segment z
+// of k and writes its sums to y = part[z][m][n] (f32 scratch); linear_segments.wgsl's reduce pass then adds the
+// segments in order and applies the epilogue: the same arithmetic, spread over K/64 times more workgroups.
 {{ENABLE_F16}}
 struct Params {
   M: u32,
@@ -25,6 +29,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> residual: array<{{A}}>;
 @group(0) @binding(5) var<storage, read_write> y: array<{{Y}}>;
 
+const SPLIT: bool = {{SPLIT}};
+var<private> seg_id: u32;
 const TILE: u32 = 128u;
 const KQ: u32 = 4u;      // vec4s of K per step (16 values)
 const STRIDE: u32 = 5u;  // padded row stride in vec4s
@@ -34,6 +40,10 @@ var<workgroup> ws: array<vec4<f32>, 640>;
 
 fn store(m: u32, n: u32, acc: f32) {
   if (n >= p.N) { return; }
+  if (SPLIT) {
+    y[(seg_id * p.M + m) * p.N + n] = {{Y}}(acc);
+    return;
+  }
   var v = acc;
   if ((p.flags & 1u) != 0u) { v += f32(bias[n]); }
   if ((p.flags & 2u) != 0u) { v = max(v, 0.0); }
@@ -61,6 +71,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let tx = lid.x;
   let ty = lid.y;
   let K4 = p.K / 4u;
+  var k_begin = 0u;
+  var k_end = K4;
+  if (SPLIT) {
+    seg_id = wg.z;
+    k_begin = wg.z * SEG4;
+    k_end = min(K4, k_begin + SEG4);
+  }
   var c0l = vec4<f32>();
   var c0h = vec4<f32>();
   var c1l = vec4<f32>();
@@ -95,7 +112,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   var s7h = vec4<f32>();
   var bl: vec4<f32>;
   var bh: vec4<f32>;
-  for (var k4 = 0u; k4 < K4; k4 += KQ) {
+  for (var k4 = k_begin; k4 < k_end; k4 += KQ) {
     // 128 rows x 4 vec4s of each operand: two of each per thread, four threads per row (64 contiguous bytes).
     for (var r = 0u; r < 2u; r++) {
       let idx = li + 256u * r;

@@ -46,6 +46,8 @@ const D4: u32 = HEAD_DIM / 4u;
 // Output vec4s per thread: QB * D4 spread over WG threads.
 const R: u32 = (QB * D4 + WG - 1u) / WG;
 const DIRECT: bool = {{DIRECT}};
+// The tile load below is written out for up to 12 key/value vec4s per thread: HEAD_DIM <= 96.
+const KV_LOADS: u32 = (TILE * D4 + WG - 1u) / WG;
 const NEG: f32 = -3.0e38;
 
 var<workgroup> q_s: array<vec4<f32>, QB * D4>;
@@ -56,6 +58,23 @@ var<workgroup> corr_s: array<f32, QB>;         // this tile's rescale factor per
 var<workgroup> m_s: array<f32, QB>;
 var<workgroup> l_s: array<f32, QB>;
 var<workgroup> info_wg: vec4<u32>;             // first token, count, sequence, largest context
+var<workgroup> slot_s: array<u32, TILE>;       // cache slot of each key of the tile (all ones past its end)
+
+// Element e of the tile's TILE * D4 key and value vec4s (key e / D4, dims 4 * (e % D4)); zeros past the tile's
+// keys and for e beyond the tile (threads with fewer than KV_LOADS elements).
+fn load_kv(e: u32, h: u32, hidden: u32) -> mat2x4<f32> {
+  if (e >= TILE * D4) { return mat2x4<f32>(); }
+  let slot = slot_s[e / D4];
+  if (slot == 0xffffffffu) { return mat2x4<f32>(); }
+  let src = (slot * hidden + h * HEAD_DIM) / 4u + e % D4;
+  return mat2x4<f32>(vec4<f32>(key_cache[src]), vec4<f32>(value_cache[src]));
+}
+
+fn store_kv(e: u32, kv: mat2x4<f32>) {
+  if (e >= TILE * D4) { return; }
+  k_s[e] = kv[0];
+  v_s[e] = kv[1];
+}
 
 fn dot_step(acc: f32, q: vec4<f32>, k: vec4<f32>) -> f32 {
   var a = fma(q.x, k.x, acc);
@@ -126,22 +145,28 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   workgroupBarrier();
   for (var k0 = begin; k0 < end; k0 += TILE) {
     let n_keys = min(TILE, end - k0);
-    // Keys and values of this tile into workgroup memory (zeros past the end, so unused lanes stay finite).
-    for (var e = lid; e < TILE * D4; e += WG) {
-      let j = e / D4;
-      let c = e % D4;
-      var kv = vec4<f32>();
-      var vv = vec4<f32>();
-      if (j < n_keys) {
-        let pos = k0 + j;
-        let slot = block_tables[seq * p.max_blocks_per_seq + pos / p.block_size] * p.block_size + pos % p.block_size;
-        let src = (slot * hidden + h * HEAD_DIM) / 4u + c;
-        kv = vec4<f32>(key_cache[src]);
-        vv = vec4<f32>(value_cache[src]);
-      }
-      k_s[e] = kv;
-      v_s[e] = vv;
+    // Keys and values of this tile into workgroup memory (zeros past the end, so unused lanes stay finite). The
+    // block-table lookups are done once per key (slot_s); then every thread issues all its loads before storing
+    // any, so a tile costs one memory round trip rather than one per vec4.
+    if (lid < TILE) {
+      let pos = k0 + lid;
+      var slot = 0xffffffffu;
+      if (lid < n_keys) { slot = block_tables[seq * p.max_blocks_per_seq + pos / p.block_size] * p.block_size + pos % p.block_size; }
+      slot_s[lid] = slot;
     }
+    workgroupBarrier();
+    let kv0 = load_kv(lid, h, hidden); let kv1 = load_kv(lid + WG, h, hidden);
+    let kv2 = load_kv(lid + 2u * WG, h, hidden); let kv3 = load_kv(lid + 3u * WG, h, hidden);
+    let kv4 = load_kv(lid + 4u * WG, h, hidden); let kv5 = load_kv(lid + 5u * WG, h, hidden);
+    let kv6 = load_kv(lid + 6u * WG, h, hidden); let kv7 = load_kv(lid + 7u * WG, h, hidden);
+    var kv8 = mat2x4<f32>(); var kv9 = mat2x4<f32>(); var kv10 = mat2x4<f32>(); var kv11 = mat2x4<f32>();
+    if (KV_LOADS > 8u) {
+      kv8 = load_kv(lid + 8u * WG, h, hidden); kv9 = load_kv(lid + 9u * WG, h, hidden);
+      kv10 = load_kv(lid + 10u * WG, h, hidden); kv11 = load_kv(lid + 11u * WG, h, hidden);
+    }
+    store_kv(lid, kv0); store_kv(lid + WG, kv1); store_kv(lid + 2u * WG, kv2); store_kv(lid + 3u * WG, kv3);
+    store_kv(lid + 4u * WG, kv4); store_kv(lid + 5u * WG, kv5); store_kv(lid + 6u * WG, kv6); store_kv(lid + 7u * WG, kv7);
+    if (KV_LOADS > 8u) { store_kv(lid + 8u * WG, kv8); store_kv(lid + 9u * WG, kv9); store_kv(lid + 10u * WG, kv10); store_kv(lid + 11u * WG, kv11); }
     workgroupBarrier();
     // Scores: thread lid takes key j = lid % TILE for queries i = lid / TILE + 2r (r < 8), so each key vec4
     // it loads serves up to eight queries; per (query, key) a sequential fma chain over the head dims.
@@ -151,14 +176,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
       var d0 = 0.0; var d1 = 0.0; var d2 = 0.0; var d3 = 0.0; var d4 = 0.0; var d5 = 0.0; var d6 = 0.0; var d7 = 0.0;
       for (var c = 0u; c < D4; c++) {
         let kv = k_s[j * D4 + c];
-        d0 = dot_step(d0, q_s[min(i0, QB - 1u) * D4 + c], kv);
-        if (QB > 2u) { d1 = dot_step(d1, q_s[min(i0 + 2u, QB - 1u) * D4 + c], kv); }
-        if (QB > 4u) { d2 = dot_step(d2, q_s[min(i0 + 4u, QB - 1u) * D4 + c], kv); }
-        if (QB > 6u) { d3 = dot_step(d3, q_s[min(i0 + 6u, QB - 1u) * D4 + c], kv); }
-        if (QB > 8u) { d4 = dot_step(d4, q_s[min(i0 + 8u, QB - 1u) * D4 + c], kv); }
-        if (QB > 10u) { d5 = dot_step(d5, q_s[min(i0 + 10u, QB - 1u) * D4 + c], kv); }
-        if (QB > 12u) { d6 = dot_step(d6, q_s[min(i0 + 12u, QB - 1u) * D4 + c], kv); }
-        if (QB > 14u) { d7 = dot_step(d7, q_s[min(i0 + 14u, QB - 1u) * D4 + c], kv); }
+        // Only queries of this block (count of them): a decode block of one skips the other seven chains.
+        if (i0 < count) { d0 = dot_step(d0, q_s[min(i0, QB - 1u) * D4 + c], kv); }
+        if (QB > 2u && i0 + 2u < count) { d1 = dot_step(d1, q_s[min(i0 + 2u, QB - 1u) * D4 + c], kv); }
+        if (QB > 4u && i0 + 4u < count) { d2 = dot_step(d2, q_s[min(i0 + 4u, QB - 1u) * D4 + c], kv); }
+        if (QB > 6u && i0 + 6u < count) { d3 = dot_step(d3, q_s[min(i0 + 6u, QB - 1u) * D4 + c], kv); }
+        if (QB > 8u && i0 + 8u < count) { d4 = dot_step(d4, q_s[min(i0 + 8u, QB - 1u) * D4 + c], kv); }
+        if (QB > 10u && i0 + 10u < count) { d5 = dot_step(d5, q_s[min(i0 + 10u, QB - 1u) * D4 + c], kv); }
+        if (QB > 12u && i0 + 12u < count) { d6 = dot_step(d6, q_s[min(i0 + 12u, QB - 1u) * D4 + c], kv); }
+        if (QB > 14u && i0 + 14u < count) { d7 = dot_step(d7, q_s[min(i0 + 14u, QB - 1u) * D4 + c], kv); }
       }
       put_score(i0, j, k0, n_keys, first, count, d0);
       put_score(i0 + 2u, j, k0, n_keys, first, count, d1);

@@ -41,6 +41,15 @@ export const GEMV_MAX_ROWS = 4;
 /** Rows at or under which linear_segments runs when the caller gives scratch (batched decode). */
 export const SEGMENTED_MAX_ROWS = 256;
 
+/**
+ * Rows from which batched decode computes its segment sums with the 128x128 tiles of linear.wgsl (SPLIT) rather
+ * than linear_segments' 32x64 tiles. Both give the same bits; this only picks the faster.
+ */
+export const SPLIT_TILED_MIN_ROWS = 96;
+
+/** Kernel-choice knobs benchmarks may turn (bench/batch_decode_profile.ts); results never depend on them. */
+export const linearTuning = { splitTiledMinRows: SPLIT_TILED_MIN_ROWS };
+
 /** Scratch bytes linear_segments needs for M rows of an [N, K] layer. */
 export function segmentedScratchBytes(M: number, N: number, K: number): number {
   return Math.ceil(K / 64) * M * N * 4;
@@ -66,11 +75,18 @@ export function linear(gpu: Gpu, a: LinearArgs): void {
     const src = shaderSource('linear_segments', types);
     const params = packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags]);
     const all = [...bindings, a.scratch];
-    gpu.dispatch(gpu.kernel(src), all, params, [Math.ceil(a.N / 64), Math.ceil(a.M / 32), Math.ceil(a.K / 64)]);
+    const segments = Math.ceil(a.K / 64);
+    if (a.M >= linearTuning.splitTiledMinRows) {
+      // Segment sums from 128x128 tiles (8x8 per thread: 4x the work per workgroup-memory read of the 32x64 tiles).
+      const split = gpu.kernel(shaderSource('linear', { ...types, Y: 'f32', SPLIT: true }));
+      gpu.dispatch(split, [a.x, a.w, a.dummy, a.dummy, a.scratch], params, [Math.ceil(a.N / 128), Math.ceil(a.M / 128), segments]);
+    } else {
+      gpu.dispatch(gpu.kernel(src), all, params, [Math.ceil(a.N / 64), Math.ceil(a.M / 32), segments]);
+    }
     gpu.dispatch(gpu.kernel({ ...src, entryPoint: 'reduce' }), all, params, grid1d(Math.ceil((a.M * a.N) / 256)));
   } else {
     if (a.lnInput) throw new RangeError('linear: a fused LayerNorm needs M <= GEMV_MAX_ROWS; run layerNorm first');
-    const k = gpu.kernel(shaderSource('linear', types));
+    const k = gpu.kernel(shaderSource('linear', { ...types, SPLIT: false }));
     gpu.dispatch(k, bindings, packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags]), [Math.ceil(a.N / 128), Math.ceil(a.M / 128)]);
   }
 }

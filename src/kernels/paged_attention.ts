@@ -74,8 +74,8 @@ export function pagedAttention(
   const parts = Math.ceil(a.batch.maxContext / ATTENTION_PARTITION);
   const direct = parts <= 1;
   const qb = queryBlockSize(a.headDim);
-  if (a.headDim % 4 !== 0) throw new RangeError(`pagedAttention: head size ${a.headDim} must be a multiple of 4`);
-  const sharedBytes = 4 * (qb * a.headDim + 2 * 32 * a.headDim + qb * 32 + 3 * qb) + 16;
+  if (a.headDim % 4 !== 0 || a.headDim > 96) throw new RangeError(`pagedAttention: head size ${a.headDim} must be a multiple of 4, at most 96`);
+  const sharedBytes = 4 * (qb * a.headDim + 2 * 32 * a.headDim + qb * 32 + 3 * qb + 32) + 16;
   if (sharedBytes > gpu.caps.maxWorkgroupStorageSize) {
     throw new RangeError(`pagedAttention: head size ${a.headDim} needs ${sharedBytes} bytes of workgroup memory, this device allows ${gpu.caps.maxWorkgroupStorageSize}`);
   }

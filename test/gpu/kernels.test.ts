@@ -4,7 +4,7 @@
 import type { Gpu, GpuBuffer } from '../../src/gpu/gpu.ts';
 import { gatherRows, gatherRowsReference } from '../../src/kernels/embedding.ts';
 import { layerNorm, layerNormReference } from '../../src/kernels/layernorm.ts';
-import { linear, linearReference, segmentedScratchBytes } from '../../src/kernels/linear.ts';
+import { linear, linearReference, segmentedScratchBytes, SPLIT_TILED_MIN_ROWS } from '../../src/kernels/linear.ts';
 import { ATTENTION_PARTITION, attentionReference, attentionScratchBytes, buildQueryBlocks, pagedAttention, queryBlockSize, writeKvCache } from '../../src/kernels/paged_attention.ts';
 import { argmaxReference, packSamplingRows, sampleAndAdvance } from '../../src/kernels/sample.ts';
 import { assert, assertEquals, maxAbsDiff, randomFloats, testGpu } from './helpers.ts';
@@ -332,4 +332,29 @@ Deno.test('sampler: top-k keeps exactly the k largest (ties at the k-th kept), t
     minP.add(new Uint32Array(await gpu.read(b.nextIds, 0, 4))[0]);
   }
   assertEquals([...minP].sort((a, b) => a - b), [100, 200], 'min-p 0.1 keeps exactly the two head tokens');
+});
+
+Deno.test('linear: batched-decode rows get the same bits from the split 128x128 tiles, the 32x64 segments and the tiled kernel', async () => {
+  const gpu = await testGpu();
+  const dummy = await gpu.createBuffer(16, 'dummy');
+  for (const [N, K] of [[70, 768], [130, 3072]]) {
+    const M = SPLIT_TILED_MIN_ROWS + 34;
+    const x = randomFloats(M * K, K + 3, 2), w = randomFloats(N * K, N + 4, 0.2), bias = randomFloats(N, 6, 0.1), res = randomFloats(M * N, 11);
+    const wb = await upload(gpu, w), bb = await upload(gpu, bias);
+    const run = async (rows: number, scratch?: GpuBuffer) => {
+      const y = await gpu.createBuffer(rows * N * 4, 'y');
+      linear(gpu, {
+        x: await upload(gpu, x.slice(0, rows * K)), w: wb, bias: bb, residual: await upload(gpu, res.slice(0, rows * N)), y,
+        M: rows, N, K, relu: true, act: 'f32', weight: 'f32', dummy, scratch,
+      });
+      return readF32(gpu, y, rows * N);
+    };
+    const tiled = await run(M);
+    const scratch = await gpu.createBuffer(segmentedScratchBytes(M, N, K), 'scratch');
+    assertEquals(await run(M, scratch), tiled, `split tiles, N=${N} K=${K} rows ${M}`);
+    assertEquals(await run(SPLIT_TILED_MIN_ROWS - 1, scratch), tiled.slice(0, (SPLIT_TILED_MIN_ROWS - 1) * N), `segments, N=${N} K=${K}`);
+    const ref = linearReference(x, w, bias, M, N, K, { relu: true, residual: res });
+    const worst = maxAbsDiff(tiled, ref);
+    assert(worst < 1e-3, `split tiles vs CPU reference: ${worst}`);
+  }
 });
