@@ -9,6 +9,8 @@ import { defineConfig } from '@playwright/test';
 
 const port = Number(process.env.TANDEM_E2E_PORT ?? 5174);
 const baseURL = `http://localhost:${port}`;
+/** The demo's production build, served by `vite preview` (test/e2e/demo*.spec.ts open it at this address). */
+const demoPort = Number(process.env.TANDEM_DEMO_PORT ?? 5175);
 const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export default defineConfig({
@@ -43,12 +45,24 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command: `node node_modules/vite/bin/vite.js --mode e2e --port ${port} --strictPort --logLevel warn`,
-    url: `${baseURL}/test/e2e/pages/run.html`,
-    reuseExistingServer: !process.env.CI,
-    timeout: 120_000,
-    stdout: 'ignore',
-    stderr: 'pipe',
-  },
+  webServer: [
+    {
+      command: `node node_modules/vite/bin/vite.js --mode e2e --port ${port} --strictPort --logLevel warn`,
+      url: `${baseURL}/test/e2e/pages/run.html`,
+      reuseExistingServer: !process.env.CI,
+      timeout: 120_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+    },
+    {
+      // The demo as shipped: built (about a second), then served by `vite preview` (vite.config.ts, mode demo).
+      command: `node node_modules/vite/bin/vite.js build --mode demo --logLevel warn && ` +
+        `node node_modules/vite/bin/vite.js preview --mode demo --port ${demoPort} --strictPort`,
+      url: `http://localhost:${demoPort}/index.html`,
+      reuseExistingServer: !process.env.CI,
+      timeout: 120_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+    },
+  ],
 });

@@ -4,6 +4,8 @@
  *   vite build            the library: src/index.ts (+ the Deno CLI, src/cli/main.ts) as ES modules in dist/.
  *                         Type declarations come from tsc (tsconfig.build.json), run after this by `npm run build`.
  *   vite                  the demo: a dev server rooted at demo/ (npm run demo).
+ *   vite build --mode demo   the demo's production build, in dist-demo/ (npm run build:demo);
+ *   vite preview --mode demo serves it (npm run preview:demo; Playwright's demo specs run against this).
  *   vite --mode e2e       the browser-test server used by Playwright: rooted at the repository, so pages under
  *                         test/e2e/pages/ import /src/... directly, and /fixtures/... serves ../shared/fixtures.
  * WGSL is embedded into TS by scripts/gen-shaders.mjs, so no loader is needed here.
@@ -153,7 +155,28 @@ function devServerConfig(root: string, port: number | undefined): UserConfig {
   };
 }
 
-export default defineConfig(({ command, mode }) => {
+/** Where the demo's production build goes (examples/browser builds into its examples/browser/ folder). */
+export const demoOutDir = join(repoRoot, 'dist-demo');
+
+/**
+ * The demo as a static site: relative base (it works from any folder of any host), workers as ES modules.
+ * The page needs no SharedArrayBuffer (workers talk by messages), so no COOP/COEP headers are required.
+ */
+function demoBuildConfig(port: number | undefined): UserConfig {
+  return {
+    root: join(repoRoot, 'demo'),
+    base: './',
+    publicDir: false,
+    build: { outDir: demoOutDir, emptyOutDir: true, target: 'es2022', sourcemap: true, chunkSizeWarningLimit: 2500 },
+    worker: { format: 'es' },
+    preview: { host: 'localhost', port, strictPort: port !== undefined },
+  };
+}
+
+export default defineConfig(({ command, mode, isPreview }) => {
+  if (mode === 'demo' && (command === 'build' || isPreview)) {
+    return demoBuildConfig(process.env.TANDEM_DEMO_PORT ? Number(process.env.TANDEM_DEMO_PORT) : undefined);
+  }
   if (command === 'build') return libraryConfig();
   if (mode === 'e2e') return devServerConfig(repoRoot, Number(process.env.TANDEM_E2E_PORT ?? 5174));
   return devServerConfig(join(repoRoot, 'demo'), undefined);
