@@ -369,8 +369,8 @@ export class Cluster implements GroupHost, ActorHost {
     const pools = pg.state === 'created' ? pg.pools! : pg.demands.map((d) => this.#nominalBundlePool(d));
     if (candidates.some((b) => pools[b].fit(r.demand, true))) return null;
     const where = r.bundleIndex >= 0
-      ? `bundle ${r.bundleIndex} of placement group ${pg.label}, which holds ${JSON.stringify(pg.bundleSpecs[r.bundleIndex])}`
-      : `any bundle of placement group ${pg.label} (bundles: ${JSON.stringify(pg.bundleSpecs)})`;
+      ? `bundle ${r.bundleIndex} of placement group ${pg.label} (${JSON.stringify(pg.bundleSpecs[r.bundleIndex])})`
+      : `any bundle of placement group ${pg.label} (${JSON.stringify(pg.bundleSpecs)})`;
     const memoryNote = r.demand.gpuMemoryBytes !== undefined
       ? ` (a bundle's share of a GPU holds that share of the GPU's memory: ${pools.flatMap((p) => p.slots).map((s) => `${s.capacityMemory} B on ${s.gpu.uuid}`).join(', ') || 'no GPU'})`
       : '';

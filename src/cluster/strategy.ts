@@ -96,11 +96,20 @@ function distinctNodes(nodes: readonly ResourcePool[], bundles: readonly Demand[
   if (bundles.length > nodes.length) return null;
   const grants = bundles.map((d) => nodes.map((pool) => pool.fit(d)));
   const owner = new Array<number>(nodes.length).fill(-1); // node -> bundle
+  // A free node first (lowest index), so an easy case keeps bundle i on node i; only then an augmenting path that
+  // moves an earlier bundle elsewhere.
   const tryAssign = (b: number, seen: boolean[]): boolean => {
+    for (let n = 0; n < nodes.length; n++) {
+      if (!seen[n] && grants[b][n] && owner[n] < 0) {
+        seen[n] = true;
+        owner[n] = b;
+        return true;
+      }
+    }
     for (let n = 0; n < nodes.length; n++) {
       if (seen[n] || !grants[b][n]) continue;
       seen[n] = true;
-      if (owner[n] < 0 || tryAssign(owner[n], seen)) {
+      if (tryAssign(owner[n], seen)) {
         owner[n] = b;
         return true;
       }
