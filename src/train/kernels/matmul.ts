@@ -1,0 +1,100 @@
+import type { BufferBinding, Gpu, GpuBuffer } from '../../gpu/gpu.ts';
+import { packParams } from '../../gpu/gpu.ts';
+import { shaderSource } from '../../kernels/shader.ts';
+
+/** Where one operand of a matmul lives: element offset, leading dimension, and batch strides. */
+export interface Operand {
+  buffer: GpuBuffer | BufferBinding;
+  /** Leading dimension (elements between consecutive rows of the stored layout). */
+  ld: number;
+  /** Element offset of entry (0, 0) of batch 0. */
+  offset?: number;
+  /** Batch strides: offset += (zg / zdiv) * s1 + (zg % zdiv) * s2 + zl * s3 (global and group-local batch index). */
+  s1?: number;
+  s2?: number;
+  s3?: number;
+}
+
+export interface MatmulArgs {
+  /** C[m, n] (+)= alpha * sum_k A(m, k) B(k, n). */
+  M: number;
+  N: number;
+  K: number;
+  /** A(m, k) = a[m * lda + k] when `aKContiguous`, else a[k * lda + m]. */
+  a: Operand;
+  aKContiguous: boolean;
+  /** B(k, n) = b[n * ldb + k] when `bKContiguous` (a torch Linear weight used as W^T), else b[k * ldb + n]. */
+  b: Operand;
+  bKContiguous: boolean;
+  c: Operand;
+  alpha?: number;
+  /** C += instead of C =. */
+  accumulate?: boolean;
+  /** Multiply the result by (reluOutput(m, n) > 0): ReLU's backward fused into the matmul that produces dX. */
+  reluOutput?: GpuBuffer;
+  /** Batched over `count` entries starting at global entry `first` (default 0); `div` splits the index for s1/s2. */
+  batch?: { count: number; first?: number; div?: number };
+  /** Causal structure to skip: tiles above the diagonal of C, or the zero half of a triangular A. */
+  skipUpperTiles?: boolean;
+  aLowerTriangular?: boolean;
+  aUpperTriangular?: boolean;
+  /** Bound where an operand is unused. */
+  dummy: GpuBuffer;
+}
+
+export const MATMUL_TILE = 128;
+
+/** The tiled matmul of train_matmul.wgsl (deterministic: every output has one owner, a fixed k order). */
+export function matmul(gpu: Gpu, x: MatmulArgs): void {
+  if (x.M === 0 || x.N === 0) return;
+  const k = gpu.kernel(shaderSource('train_matmul', { A_KC: x.aKContiguous, B_KC: x.bKContiguous }));
+  const flags = (x.accumulate ? 1 : 0) | (x.reluOutput ? 2 : 0) | (x.skipUpperTiles ? 4 : 0) |
+    (x.aLowerTriangular ? 8 : 0) | (x.aUpperTriangular ? 16 : 0);
+  const o = (v: number | undefined) => v ?? 0;
+  const params = packParams([
+    x.M, x.N, x.K, x.a.ld, x.b.ld, x.c.ld, o(x.a.offset), o(x.b.offset), o(x.c.offset),
+    o(x.a.s1), o(x.a.s2), o(x.b.s1), o(x.b.s2), o(x.c.s1), o(x.c.s2), o(x.a.s3), o(x.b.s3), o(x.c.s3),
+    x.batch?.first ?? 0, x.batch?.div ?? 1, flags, { f: x.alpha ?? 1 },
+  ]);
+  gpu.dispatch(k, [x.a.buffer, x.b.buffer, x.reluOutput ?? x.dummy, x.c.buffer], params,
+    [Math.ceil(x.N / MATMUL_TILE), Math.ceil(x.M / MATMUL_TILE), x.batch?.count ?? 1]);
+}
+
+/** Host arrays for matmulReference (offsets and strides as in Operand). */
+export interface HostOperand {
+  data: Float32Array;
+  ld: number;
+  offset?: number;
+  s1?: number;
+  s2?: number;
+  s3?: number;
+}
+
+/** CPU reference of `matmul` (float64 accumulation), writing into c.data. */
+export function matmulReference(x: {
+  M: number; N: number; K: number; a: HostOperand; aKContiguous: boolean; b: HostOperand; bKContiguous: boolean; c: HostOperand;
+  alpha?: number; accumulate?: boolean; reluOutput?: Float32Array; batch?: { count: number; first?: number; div?: number };
+}): void {
+  const count = x.batch?.count ?? 1, first = x.batch?.first ?? 0, div = x.batch?.div ?? 1;
+  const base = (op: HostOperand, zl: number) => {
+    const zg = first + zl;
+    return (op.offset ?? 0) + Math.floor(zg / div) * (op.s1 ?? 0) + (zg % div) * (op.s2 ?? 0) + zl * (op.s3 ?? 0);
+  };
+  for (let zl = 0; zl < count; zl++) {
+    const ba = base(x.a, zl), bb = base(x.b, zl), bc = base(x.c, zl);
+    for (let m = 0; m < x.M; m++) {
+      for (let n = 0; n < x.N; n++) {
+        let s = 0;
+        for (let k = 0; k < x.K; k++) {
+          const av = x.aKContiguous ? x.a.data[ba + m * x.a.ld + k] : x.a.data[ba + k * x.a.ld + m];
+          const bv = x.bKContiguous ? x.b.data[bb + n * x.b.ld + k] : x.b.data[bb + k * x.b.ld + n];
+          s += av * bv;
+        }
+        const i = bc + m * x.c.ld + n;
+        let v = (x.alpha ?? 1) * s;
+        if (x.reluOutput && !(x.reluOutput[i] > 0)) v = 0;
+        x.c.data[i] = (x.accumulate ? x.c.data[i] : 0) + v;
+      }
+    }
+  }
+}
