@@ -2,8 +2,9 @@
  * `tandem generate --prompts-file F`: serve every request of a JSON file through the engine (continuous
  * batching) and return `[{tokens, text, finishReason}]` in input order. F is a JSON array of `{tokens: [...]}`
  * or `{prompt: "..."}`, each optionally with its own sampling fields (snake_case as in OpenAI's API, or
- * camelCase): max_tokens, temperature, top_k, top_p, min_p, seed, ignore_eos, min_tokens, stop, stop_token_ids. The
- * command line's sampling flags are every request's defaults.
+ * camelCase): max_tokens, temperature, top_k, top_p, min_p, seed, ignore_eos, min_tokens, stop, stop_token_ids,
+ * presence_penalty, frequency_penalty, repetition_penalty. The command line's sampling flags are every request's
+ * defaults.
  */
 import { InvalidInputError } from '../errors.ts';
 import type { GenerateSamplingParams, Prompt } from '../engine/llm.ts';
@@ -21,6 +22,9 @@ const FIELDS: Array<[keyof GenerateSamplingParams, string[], 'int' | 'num' | 'bo
   ['minTokens', ['min_tokens', 'minTokens'], 'int'],
   ['stop', ['stop'], 'strings'],
   ['stopTokenIds', ['stop_token_ids', 'stopTokenIds'], 'ints'],
+  ['presencePenalty', ['presence_penalty', 'presencePenalty'], 'num'],
+  ['frequencyPenalty', ['frequency_penalty', 'frequencyPenalty'], 'num'],
+  ['repetitionPenalty', ['repetition_penalty', 'repetitionPenalty'], 'num'],
 ];
 
 function fieldValue(v: unknown, kind: string, where: string): unknown {
