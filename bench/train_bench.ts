@@ -49,11 +49,12 @@ for (const p of trainer.parameters().values()) params += p.shape.reduce((a, b) =
 res.parameters = params;
 log(`trainer ready in ${res.setup_ms} ms: ${params} parameters`);
 
-// Deterministic "random" ids in [4, 50000), as the peer draws them.
+// Deterministic "random" ids in [4, 50000), as the peer draws them (below the vocabulary for smaller configs).
+const idLimit = Math.min(50000, trainer.config.vocabSize);
 let x = 12345;
 const ids = Array.from({ length: B }, () => Array.from({ length: L }, () => {
   x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-  return 4 + (x % 49996);
+  return 4 + (x % (idLimit - 4));
 }));
 
 const times: number[] = [];
