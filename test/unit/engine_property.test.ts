@@ -112,7 +112,7 @@ function run(w: Workload, makeKv: KvFactory = (cfg) => new KVCacheManager(cfg)):
     };
     let leader: Request | null = null;
     for (let i = 0; i < a.n; i++) {
-      const r = new Request({ requestId: `r${k}.${i}`, promptTokenIds: prompt, samplingParams: sp, eosTokenId: EOS, forkOf: leader });
+      const r: Request = new Request({ requestId: `r${k}.${i}`, promptTokenIds: prompt, samplingParams: sp, eosTokenId: EOS, forkOf: leader });
       leader ??= r;
       sched.addRequest(r);
       all.push(r);
