@@ -286,6 +286,16 @@ async function loadSet(set: string): Promise<{ config: OptConfig; tensors: Tenso
   return { config, tensors, train: ref.train as unknown as TrainRef };
 }
 
+/**
+ * The key projection's bias gets no gradient in exact arithmetic: it shifts every score of a query row by the
+ * same q.b, which softmax ignores. HF's float64 value is rounding noise (~1e-19), so a relative error against it
+ * means nothing; such tensors are checked to be negligible against v_proj.bias's gradient (the same column sum
+ * over the v block of dqkv) instead.
+ */
+function isAnalyticallyZero(name: string, ref: ArrayLike<number>): boolean {
+  return name.endsWith('self_attn.k_proj.bias') && norm(ref) < 1e-12;
+}
+
 async function readGrads(model: OptTrainingModel): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for (const [name, t] of model.grads) out.set(name, new Float32Array(await model.gpu.read(t.buffer, 0, t.shape.reduce((a, b) => a * b, 1) * 4)));
@@ -309,15 +319,24 @@ for (const set of ['opt-tiny', 'opt-tiny-postln']) {
       const { loss, grads } = await step(model, { ids: train.batch });
       const lossErr = Math.abs(loss - train.loss) / train.loss;
       let worst = { name: '', err: 0 };
+      let kBiasWorst = 0;
       assert(grads.size === ref.size, `${grads.size} gradients, fixtures have ${ref.size}`);
       for (const [name, want] of ref) {
         const got = grads.get(name);
         assert(got, `no gradient for ${name}`);
-        const e = relErr(got, toFloat32(want));
+        const refValues = toFloat32(want);
+        if (isAnalyticallyZero(name, refValues)) {
+          const ratio = norm(got) / norm(grads.get(name.replace('k_proj', 'v_proj'))!);
+          kBiasWorst = Math.max(kBiasWorst, ratio);
+          assert(ratio <= 1e-6, `${name}: norm ${norm(got)} where the gradient is exactly zero (v_proj.bias: ${norm(grads.get(name.replace('k_proj', 'v_proj'))!)})`);
+          continue;
+        }
+        const e = relErr(got, refValues);
         if (e > worst.err) worst = { name, err: e };
         assert(e <= 1e-3, `${name}: rel err ${e}`);
       }
-      console.log(`${set}: loss ${loss} vs ${train.loss} (rel err ${lossErr.toExponential(2)}); worst gradient rel err ${worst.err.toExponential(2)} (${worst.name}) over ${ref.size} tensors`);
+      console.log(`${set}: loss ${loss} vs ${train.loss} (rel err ${lossErr.toExponential(2)}); worst gradient rel err ${worst.err.toExponential(2)} (${worst.name}) over ${ref.size} tensors; ` +
+        `k_proj.bias (exactly zero) norm <= ${kBiasWorst.toExponential(2)} x v_proj.bias's`);
       assert(lossErr <= 1e-5, `loss rel err ${lossErr}`);
 
       // The weighted (policy-gradient) loss and its gradient norms.
@@ -328,6 +347,7 @@ for (const set of ['opt-tiny', 'opt-tiny-postln']) {
       const wErr = Math.abs(wl - train.weighted.loss) / Math.abs(train.weighted.loss);
       let wWorst = 0;
       for (const [name, l2] of Object.entries(train.weighted.grad_l2)) {
+        if (isAnalyticallyZero(name, [l2])) continue;
         const e = Math.abs(norm(wg.get(name)!) - l2) / l2;
         wWorst = Math.max(wWorst, e);
         assert(e <= 1e-3, `weighted ${name}: norm rel err ${e}`);
@@ -365,9 +385,10 @@ Deno.test('opt-tiny: masks (all ones = unmasked; a masked tail = the shorter row
     const lossWant = (l0 * n0 + l1 * n1) / n;
     const eL = Math.abs(masked.loss - lossWant) / lossWant;
     let eG = 0;
-    for (const [name, g] of sum) if (norm(g) > 0) eG = Math.max(eG, relErr(masked.grads.get(name)!, g));
-    console.log(`masked tail vs shorter rows: loss rel err ${eL.toExponential(2)}, worst gradient rel err ${eG.toExponential(2)}`);
-    assert(eL <= 1e-6 && eG <= 1e-5);
+    for (const [name, g] of sum) if (!name.endsWith('k_proj.bias')) eG = Math.max(eG, relErr(masked.grads.get(name)!, g));
+    console.log(`all-ones mask: identical; masked tail vs shorter rows: loss rel err ${eL.toExponential(2)}, worst gradient rel err ${eG.toExponential(2)}`);
+    assert(eL <= 1e-6 && eG <= 1e-5, `loss ${masked.loss} vs ${lossWant}`);
+    // (k_proj.bias is left out above: its gradient is zero up to rounding, see isAnalyticallyZero.)
     // A ragged batch with a mask packs the same way.
     const ragged = await step(model, { ids: [r0, r1.slice(0, short)], mask: [r0.map(() => 1), r1.slice(0, short).map(() => 1)] });
     assert(Math.abs(ragged.loss - masked.loss) / masked.loss <= 1e-6, `ragged ${ragged.loss} vs masked ${masked.loss}`);
@@ -420,6 +441,7 @@ Deno.test({
       for (const [name, l2] of Object.entries(train.grad_l2)) {
         const g = grads.get(name);
         assert(g, `no gradient ${name}`);
+        if (isAnalyticallyZero(name, [l2])) continue;
         const e = Math.abs(norm(g) - l2) / l2;
         const f = relErr(g.subarray(0, 8), train.grad_first8[name]);
         worstNorm = Math.max(worstNorm, e);
