@@ -15,6 +15,7 @@ import type { Gpu } from '../gpu/gpu.ts';
 import type { ElementType } from '../kernels/shader.ts';
 import { parseOptConfig } from '../model/config.ts';
 import { kvCacheBytesPerBlock } from '../model/kv_cache.ts';
+import { shardAxis } from '../model/tensor_parallel.ts';
 import { OptTokenizer } from '../model/tokenizer/index.ts';
 import type { IncrementalDetokenizer } from '../model/tokenizer/index.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
@@ -40,6 +41,11 @@ export interface LLMOptions {
   enablePrefixCaching?: boolean;
   /** Decode steps per readback beyond the first (LLMEngine's option; default 7). */
   numLookaheadTokens?: number;
+  /**
+   * Tensor-parallel ranks (vLLM's tensor_parallel_size; default 1). Each rank is sized as its own virtual GPU:
+   * gpuMemoryUtilization of gpuMemoryBytes holds its weight shards, activations and KV-cache shard.
+   */
+  tensorParallelSize?: number;
   /** Use this Gpu instead of creating one. */
   gpu?: Gpu;
   /** The model's name in the OpenAI API (default: the model spec). */
@@ -131,13 +137,18 @@ export class LLM {
     const { dtype, blockSize, maxModelLen, maxNumSeqs, maxNumBatchedTokens } = engineSizes(config, opts);
     const e = dtype === 'f16' ? 2 : 4;
     // Weights are known from the checkpoint; activations from the runner's sizes (its peak is these buffers).
+    // Per rank under tensor parallelism: split tensors count their share (src/model/tensor_parallel.ts).
+    const tp = opts.tensorParallelSize ?? 1;
     let weightBytes = 0;
-    for (const t of ckpt.tensors.values()) weightBytes += (t.bytes.byteLength / (t.dtype === 'F32' ? 4 : 2)) * e;
+    for (const [name, t] of ckpt.tensors) {
+      const share = shardAxis(name) === 'replicated' ? 1 : 1 / tp;
+      weightBytes += (t.bytes.byteLength / (t.dtype === 'F32' ? 4 : 2)) * e * share;
+    }
     const T = maxNumBatchedTokens, H = config.hiddenSize;
     const activationBytes = e * T * (5 * H + 3 * H + config.ffnDim + 2 * config.wordEmbedProjDim) + 4 * maxNumSeqs * config.vocabSize +
       ModelRunner.stepBufferBytes(config, { maxNumSeqs });
     const budget = util * (opts.gpuMemoryBytes ?? 4 * 1024 ** 3) - weightBytes - activationBytes;
-    const perBlock = kvCacheBytesPerBlock(config, blockSize, dtype);
+    const perBlock = kvCacheBytesPerBlock(config, blockSize, dtype, { rank: 0, size: tp });
     const numBlocks = Math.floor(budget / perBlock);
     const needed = Math.ceil(maxModelLen / blockSize);
     if (numBlocks < needed) {
@@ -145,9 +156,10 @@ export class LLM {
     }
     const engine = await LLMEngine.create(gpu, ckpt, {
       dtype, blockSize, numBlocks, maxNumSeqs, maxNumBatchedTokens, maxModelLen, enablePrefixCaching: opts.enablePrefixCaching,
-      numLookaheadTokens: opts.numLookaheadTokens,
+      numLookaheadTokens: opts.numLookaheadTokens, tensorParallelSize: tp,
     });
     const tokenizer = await OptTokenizer.load();
+    // Per rank (each rank's virtual GPU holds the same amounts).
     const llm = new LLM(gpu, engine, tokenizer, { weights: engine.weights.totalBytes, kvCache: engine.runner.cache.bytes, kvPerBlock: perBlock, numBlocks });
     llm.modelName = opts.servedModelName ?? (typeof opts.model === 'string' ? opts.model : 'tandem');
     return llm;

@@ -5,14 +5,15 @@
  * built on this.
  */
 import { InvalidInputError, WeightMismatchError } from '../errors.ts';
-import { convertTensor } from '../model/weights/dtype.ts';
 import { validateSamplingValues } from '../model/generate.ts';
 import { canonicalTensorName } from '../model/weights/names.ts';
 import type { Gpu } from '../gpu/gpu.ts';
 import type { ElementType } from '../kernels/shader.ts';
 import { MAX_TOP_LOGPROBS, type LogprobsRecord, type SamplingRow } from '../kernels/sample.ts';
 import { expectedTensors, parseOptConfig, type OptConfig } from '../model/config.ts';
-import { uploadWeights, type OptGpuWeights } from '../model/gpu_weights.ts';
+import { uploadWeights, writeTensor, type OptGpuWeights } from '../model/gpu_weights.ts';
+import { checkTensorParallel, unshardTensor } from '../model/tensor_parallel.ts';
+import { TensorParallelGroup } from '../gpu/tensor_parallel_group.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
 import type { Checkpoint, HostTensor, TensorMap } from '../model/weights/types.ts';
 import { KVCacheManager } from './kv_cache_manager.ts';
@@ -114,6 +115,19 @@ export interface EngineOptions {
    * scheduler reserves their KV slots; stops found among them discard the rest (a few wasted steps).
    */
   numLookaheadTokens?: number;
+  /**
+   * Megatron-style tensor parallelism over this many ranks of one device (vLLM's tensor_parallel_size): each
+   * rank holds its share of the heads and fc1/fc2 and of the KV cache (numBlocks blocks of its heads), and every
+   * step runs on all ranks with two all-reduces per layer. Default 1.
+   */
+  tensorParallelSize?: number;
+}
+
+/** One tensor-parallel rank: its view of the device, its weight shards, its runner (KV-cache shard). */
+interface Rank {
+  gpu: Gpu;
+  weights: OptGpuWeights;
+  runner: ModelRunner;
 }
 
 /** The engine's sizes with vLLM-like defaults filled in (shared by LLM.create, which sizes the KV cache from them). */
@@ -142,9 +156,17 @@ export class LLMEngine {
   readonly config: OptConfig;
   readonly scheduler: Scheduler<SamplingParams>;
   readonly kv: KVCacheManager;
-  /** Replaced by wakeUp() after a sleep. */
-  runner: ModelRunner;
-  weights: OptGpuWeights;
+  /** Rank 0's runner and weights (the only ones without tensor parallelism). Replaced by wakeUp() after a sleep. */
+  get runner(): ModelRunner {
+    return this.ranks[0].runner;
+  }
+  get weights(): OptGpuWeights {
+    return this.ranks[0].weights;
+  }
+  /** Every tensor-parallel rank (one without tensor parallelism). */
+  ranks: Rank[];
+  /** The ranks' group when tensorParallelSize > 1. */
+  readonly tpGroup: TensorParallelGroup | null;
   /** 0 awake; 1 weights kept on the host, KV cache freed; 2 weights and KV cache dropped (vLLM's sleep levels). */
   private asleep: { level: 1 | 2; weights: TensorMap | null; weightsAwake: boolean; kvAwake: boolean } | null = null;
   private readonly runnerOptions: ModelRunnerConfig;
@@ -154,16 +176,16 @@ export class LLMEngine {
   private readonly gpu: Gpu;
 
   private constructor(
-    gpu: Gpu, config: OptConfig, weights: OptGpuWeights, kv: KVCacheManager, scheduler: Scheduler<SamplingParams>, runner: ModelRunner,
-    runnerOptions: ModelRunnerConfig,
+    gpu: Gpu, config: OptConfig, ranks: Rank[], tpGroup: TensorParallelGroup | null, kv: KVCacheManager,
+    scheduler: Scheduler<SamplingParams>, runnerOptions: ModelRunnerConfig,
   ) {
     this.gpu = gpu;
     this.runnerOptions = runnerOptions;
     this.config = config;
-    this.weights = weights;
+    this.ranks = ranks;
+    this.tpGroup = tpGroup;
     this.kv = kv;
     this.scheduler = scheduler;
-    this.runner = runner;
   }
 
   static async create(gpu: Gpu, source: ModelSpec | Checkpoint, opts: EngineOptions): Promise<LLMEngine> {
@@ -173,10 +195,17 @@ export class LLMEngine {
     const kv = new KVCacheManager({ numBlocks: opts.numBlocks, blockSize, maxModelLen, enablePrefixCaching: opts.enablePrefixCaching ?? true });
     const numLookaheadTokens = Math.min(opts.numLookaheadTokens ?? 7, MAX_LOOKAHEAD);
     const scheduler = new Scheduler<SamplingParams>({ maxNumSeqs, maxNumBatchedTokens, numLookaheadTokens }, kv);
-    const weights = await uploadWeights(gpu, config, ckpt.tensors, dtype);
     const runnerOptions: ModelRunnerConfig = { maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks: opts.numBlocks, kvDtype: dtype };
-    const runner = await ModelRunner.create(gpu, config, weights, runnerOptions);
-    return new LLMEngine(gpu, config, weights, kv, scheduler, runner, runnerOptions);
+    const size = opts.tensorParallelSize ?? 1;
+    checkTensorParallel(config, { rank: 0, size });
+    const group = size > 1 ? await TensorParallelGroup.create(gpu, size) : null;
+    const ranks: Rank[] = [];
+    for (let r = 0; r < size; r++) {
+      const rankGpu = group ? group.ranks[r] : gpu;
+      const weights = await uploadWeights(rankGpu, config, ckpt.tensors, dtype, { rank: r, size });
+      ranks.push({ gpu: rankGpu, weights, runner: await ModelRunner.create(rankGpu, config, weights, runnerOptions) });
+    }
+    return new LLMEngine(gpu, config, ranks, group, kv, scheduler, runnerOptions);
   }
 
   /**
@@ -243,7 +272,6 @@ export class LLMEngine {
    */
   updateWeights(tensors: Iterable<[string, HostTensor]>): number {
     if (this.asleep && !this.asleep.weightsAwake) throw new InvalidInputError("the weights are asleep: wakeUp(['weights']) first");
-    const storage = this.weights.dtype === 'f16' ? 'F16' : 'F32';
     let n = 0;
     for (const [rawName, t] of tensors) {
       const name = canonicalTensorName(rawName);
@@ -255,7 +283,7 @@ export class LLMEngine {
       if (loc.shape.length !== t.shape.length || loc.shape.some((d, i) => d !== t.shape[i])) {
         throw new WeightMismatchError(`updateWeights: ${name} has shape [${t.shape}], the model's is [${loc.shape}]`);
       }
-      this.gpu.write(loc.buffer, convertTensor(t, storage).bytes, loc.byteOffset);
+      for (const rank of this.ranks) writeTensor(rank.gpu, rank.weights, name, t);
       n++;
     }
     this.kv.resetPrefixCache();
@@ -269,7 +297,7 @@ export class LLMEngine {
   /** End a request from outside the step loop (an abort, a stop string found by the detokenizer). */
   finishRequest(requestId: string, reason: FinishReason, stopReason: number | string | null = null): boolean {
     const done = this.scheduler.finishRequest(requestId, reason, stopReason);
-    if (done) this.runner.dropRequests([requestId]);
+    if (done) for (const r of this.ranks) r.runner.dropRequests([requestId]);
     return done;
   }
 
@@ -292,12 +320,20 @@ export class LLMEngine {
       host = new Map();
       const storage = this.weights.dtype === 'f16' ? 'F16' : 'F32';
       for (const [name, loc] of this.weights.locations) {
-        const bytes = loc.shape.reduce((a, b) => a * b, 1) * (storage === 'F16' ? 2 : 4);
-        host.set(name, { dtype: storage, shape: loc.shape, bytes: new Uint8Array(await this.gpu.read(loc.buffer, loc.byteOffset, bytes)) });
+        // Each rank's shard, put back together (one piece without tensor parallelism).
+        const shards: Uint8Array[] = [];
+        for (const rank of this.ranks) {
+          const l = rank.weights.locations.get(name)!;
+          shards.push(new Uint8Array(await rank.gpu.read(l.buffer, l.byteOffset, l.byteLength)));
+        }
+        host.set(name, { dtype: storage, shape: loc.shape, bytes: unshardTensor(name, shards, loc.shape, storage === 'F16' ? 2 : 4) });
       }
     }
-    this.runner.release();
-    for (const b of new Set([...this.weights.locations.values()].map((l) => l.buffer))) this.gpu.destroyBuffer(b);
+    for (const rank of this.ranks) {
+      rank.runner.release();
+      for (const b of new Set([...rank.weights.locations.values()].map((l) => l.buffer))) rank.gpu.destroyBuffer(b);
+    }
+    await Promise.all(this.ranks.map((r) => r.gpu.sync()));
     this.kv.resetPrefixCache();
     this.asleep = { level, weights: host, weightsAwake: false, kvAwake: false };
     return before - this.gpu.stats().bytesAllocated;
@@ -314,12 +350,13 @@ export class LLMEngine {
       const tensors: TensorMap = s.weights ?? new Map([...expectedTensors(this.config)].map(([name, shape]) => [name, {
         dtype: 'F32' as const, shape, bytes: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 4),
       }]));
-      this.weights = await uploadWeights(this.gpu, this.config, tensors, this.weights.dtype);
+      const dtype = this.weights.dtype, size = this.ranks.length;
+      for (const [r, rank] of this.ranks.entries()) rank.weights = await uploadWeights(rank.gpu, this.config, tensors, dtype, { rank: r, size });
       s.weightsAwake = true;
     }
     if (tags.includes('kv_cache') && !s.kvAwake) {
       if (!s.weightsAwake) throw new InvalidInputError("wake up 'weights' before 'kv_cache'");
-      this.runner = await ModelRunner.create(this.gpu, this.config, this.weights, this.runnerOptions);
+      for (const rank of this.ranks) rank.runner = await ModelRunner.create(rank.gpu, this.config, rank.weights, this.runnerOptions);
       s.kvAwake = true;
     }
     if (s.weightsAwake && s.kvAwake) this.asleep = null;
@@ -335,9 +372,9 @@ export class LLMEngine {
     const out = this.scheduler.schedule();
     // Requests gone (finished, aborted) or preempted since the last step lose their token state; a preempted
     // one gets it rebuilt from its history when it is scheduled again.
-    this.runner.dropRequests([...out.finished, ...out.preempted]);
+    for (const r of this.ranks) r.runner.dropRequests([...out.finished, ...out.preempted]);
     if (out.chunks.length === 0) return this.scheduler.updateFromOutput(out, new Map());
-    const sampled = await this.runner.execute(out.chunks.map((c) => {
+    const chunks = out.chunks.map((c) => {
       const req = this.scheduler.getRequest(c.requestId)!;
       const p = req.samplingParams;
       const sampling: SamplingRow = {
@@ -350,9 +387,13 @@ export class LLMEngine {
         ? { promptTokenIds: req.promptTokenIds, outputTokenIds: req.outputTokenIds, stopTokenIds: stops }
         : undefined;
       return { ...c, sampling, tokenState, logprobs: p.logprobs };
-    }));
+    });
+    // Every rank runs the step (their all-reduces meet on the device); each samples the same tokens from the
+    // same logits, so rank 0's answer is everyone's and no broadcast is needed.
+    const [sampled] = await Promise.all(this.ranks.map((r) => r.runner.execute(chunks)));
     const results: EngineStepOutput[] = this.scheduler.updateFromOutput(out, sampled.tokens);
-    this.runner.dropRequests(results.filter((r) => r.finished).map((r) => r.requestId));
+    const finished = results.filter((r) => r.finished).map((r) => r.requestId);
+    for (const r of this.ranks) r.runner.dropRequests(finished);
     for (const r of results) {
       const recs = sampled.logprobs.get(r.requestId);
       if (recs) r.logprobs = r.newTokenIds.map((tokenId, j) => ({ tokenId, ...recs[j] }));

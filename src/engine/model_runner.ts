@@ -128,7 +128,7 @@ export class ModelRunner {
     }
     const T = rc.maxNumBatchedTokens, S = rc.maxNumSeqs;
     const forward = await OptForward.create(gpu, config, weights, { maxTokens: T, maxLogitRows: S, maxContext: rc.maxModelLen });
-    const cache = await allocateKvCache(gpu, config, { blockSize: rc.blockSize, numBlocks: rc.numBlocks, dtype: rc.kvDtype });
+    const cache = await allocateKvCache(gpu, config, { blockSize: rc.blockSize, numBlocks: rc.numBlocks, dtype: rc.kvDtype, tp: weights.tp });
     const maxBlocks = Math.ceil(rc.maxModelLen / rc.blockSize);
     const u32 = (n: number, label: string) => gpu.createBuffer(4 * Math.max(1, n), label);
     const qb = queryBlockSize(config.headDim);

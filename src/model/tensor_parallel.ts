@@ -76,3 +76,26 @@ export function shardTensor(name: string, t: HostTensor, tp: TensorParallel, dty
   }
   return { ...full, shape: [outRows, cols], bytes: out };
 }
+
+/**
+ * The whole tensor from every rank's shard (rank order), as shardTensor split it: what a sleeping
+ * tensor-parallel engine keeps on the host.
+ */
+export function unshardTensor(name: string, shards: readonly Uint8Array[], fullShape: number[], elementBytes: number): Uint8Array {
+  const axis = shardAxis(name);
+  if (shards.length === 1 || axis === 'replicated') return shards[0];
+  const total = fullShape.reduce((a, b) => a * b, 1) * elementBytes;
+  const out = new Uint8Array(total);
+  if (axis === 'rows') {
+    let off = 0;
+    for (const s of shards) { out.set(s, off); off += s.byteLength; }
+    return out;
+  }
+  const [outRows, inCols] = fullShape;
+  const cols = inCols / shards.length;
+  const rowBytes = cols * elementBytes;
+  shards.forEach((s, r) => {
+    for (let row = 0; row < outRows; row++) out.set(s.subarray(row * rowBytes, (row + 1) * rowBytes), (row * inCols + r * cols) * elementBytes);
+  });
+  return out;
+}
