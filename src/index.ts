@@ -57,6 +57,12 @@ export type {
 export { parseSafetensors, serializeSafetensors } from './model/weights/safetensors.ts';
 export { fromFloat32, toFloat32 } from './model/weights/dtype.ts';
 
+// Training: the Trainer (forward, backward, AdamW/SGD on the GPU) and its step errors.
+export { Trainer, type BatchInput, type InlineModel, type StepResult, type TrainerOptions } from './train/trainer.ts';
+export type { AdamWConfig, OptimizerConfig, SgdConfig } from './train/optimizer.ts';
+export type { TrainBatch } from './train/types.ts';
+export { NonFiniteLossError, TrainingInputError } from './errors.ts';
+
 // The OPT tokenizer (shipped with the package) and the streaming detokenizer.
 export {
   type DecodeOptions,
