@@ -125,7 +125,7 @@ export async function openTensors(gpu: RemoteGpu, exported: ExportedTensors): Pr
     return { tensors, views: [view] };
   }
   const names = Object.keys(exported.handles);
-  const views = await Promise.all(names.map((n) => gpu.openRange(exported.handles[n])));
+  const views = await gpu.openRanges(names.map((n) => exported.handles[n])); // one request for all
   names.forEach((n, i) => tensors.set(n, { buffer: views[i], offset: 0, size: views[i].size, dtype: exported.handles[n].dtype, shape: exported.handles[n].shape }));
   return { tensors, views };
 }

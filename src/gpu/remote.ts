@@ -335,6 +335,14 @@ export class RemoteGpu implements Gpu {
     return this.request<void>(Op.Sync, () => {});
   }
 
+  /**
+   * Resolves once the device host has run every command sent before (submitted to the GPU, not finished):
+   * from then on, work any actor sends runs after it in the device's queue, so it sees its results.
+   */
+  executed(): Promise<void> {
+    return this.request<void>(Op.Ping, () => {});
+  }
+
   /** Export byte ranges of this actor's own buffers as serialisable handles (src/actors/handles.ts). */
   exportRanges(items: ExportRequest[]): Promise<BufferHandle[]> {
     return this.request<BufferHandle[]>(Op.Export, () => this.list.u32(this.extra(items)));
@@ -342,8 +350,13 @@ export class RemoteGpu implements Gpu {
 
   /** Open a handle exported by an actor on the same virtual GPU: a view of its memory, no copy. */
   async openRange(handle: BufferHandle): Promise<GpuBuffer> {
-    const v = await this.request<OpenedView>(Op.Open, () => this.list.u32(this.extra(handle)));
-    return { id: v.id, size: v.size, label: v.label };
+    return (await this.openRanges([handle]))[0];
+  }
+
+  /** Open many handles in one request (all or none). */
+  async openRanges(handles: BufferHandle[]): Promise<GpuBuffer[]> {
+    const views = await this.request<OpenedView[]>(Op.Open, () => this.list.u32(this.extra(handles)));
+    return views.map((v) => ({ id: v.id, size: v.size, label: v.label }));
   }
 
   stats(): GpuStats {

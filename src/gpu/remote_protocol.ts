@@ -48,8 +48,10 @@ export const Op = {
   CreateBuffer: 11,
   /** requestId, extra index (ExportRequest[]) */
   Export: 12,
-  /** requestId, extra index (BufferHandle) */
+  /** requestId, extra index (BufferHandle[]): answered with one OpenedView each */
   Open: 13,
+  /** requestId: answered as soon as the host has run everything before it (not waiting for the GPU) */
+  Ping: 14,
 } as const;
 
 /** "No value" for an optional binding size. */
