@@ -75,3 +75,22 @@ export {
   OptTokenizer,
   type TokenDecoder,
 } from './model/tokenizer/index.ts';
+
+// The cluster: virtual GPUs, placement groups, actor placement (Ray's semantics, infeasible requests refused at
+// once), and the weighted fair queue for GPU time. See src/cluster/index.ts for the model.
+export {
+  ActorPlacement,
+  Cluster,
+  FairShareQueue,
+  PlacementGroup,
+  type ActorGpu,
+  type ActorRequest,
+  type Bundle,
+  type BundlePlacement,
+  type ClusterOptions,
+  type KillReason,
+  type NodeSpec,
+  type PlacementStrategy,
+  type VirtualGpu,
+} from './cluster/index.ts';
+export { InfeasibleResourceError, PlacementError } from './errors.ts';
