@@ -6,4 +6,7 @@ cd "$(git rev-parse --show-toplevel)"
 for f in opt_bench kernel_profile decode_profile engine_bench batch_decode_profile train_bench serving_bench; do
   node_modules/.bin/deno bundle --quiet -o ".gpu/$f.js" "bench/$f.ts"
 done
+# The actors' benchmarks; remote_bench runs its engine in a worker: pass --worker-module .gpu/model_worker.js
+for f in remote_bench handle_bench; do node_modules/.bin/deno bundle --quiet -o ".gpu/$f.js" "bench/$f.ts"; done
+node_modules/.bin/deno bundle --quiet -o .gpu/model_worker.js src/actors/model_worker.ts
 ls -la .gpu/*.js

@@ -6,7 +6,7 @@
  * Issue 5's targets: remote <= 10% over in-process at batch 1, <= 3% at batch 64.
  *
  * Usage: deno run -A --unstable-webgpu bench/remote_bench.ts [--model synthetic:opt-125m:1] [--batches 1,64]
- *          [--tokens 128] [--lookahead 15] [--reps 3] [--max-model-len 512] [--gpu-memory-mb 8192] [--out FILE]
+ *          [--tokens 128] [--lookahead 15] [--reps 3] [--max-model-len 512] [--gpu-memory-mb 8192] [--worker-module FILE] [--out FILE]
  * On lavapipe (no GPU) prove it runs with a small model:
  *   bash scripts/deno.sh run -A --unstable-webgpu bench/remote_bench.ts --model ../shared/fixtures/opt-tiny --max-model-len 128 --gpu-memory-mb 64 --tokens 32 --reps 2
  */
@@ -31,7 +31,10 @@ const llmOpts = {
 };
 const local = await LLM.create({ ...llmOpts, gpu: host.gpu });
 const vocab = local.engine.config.vocabSize;
-const actor = await spawnActorWorker<ModelActor>(new URL('../src/actors/model_worker.ts', import.meta.url), host, { actorId: 'engine', virtualGpuUuid: 'GPU-0' });
+// Bundled runs (the GPU machine has no node_modules) pass the bundled worker: --worker-module .gpu/model_worker.js
+const workerArg = arg('worker-module', '');
+const workerUrl = workerArg ? new URL(workerArg, `file://${Deno.cwd()}/`) : new URL('../src/actors/model_worker.ts', import.meta.url);
+const actor = await spawnActorWorker<ModelActor>(workerUrl, host, { actorId: 'engine', virtualGpuUuid: 'GPU-0' });
 await actor.api.createEngine(llmOpts);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
