@@ -11,6 +11,8 @@
 // 8x8 register block (rows ty + 16i, columns tx + 16j); K advances 16 at a time through workgroup memory
 // holding both operands as [row][k] vec4s (rows padded to 5 vec4s). Loads are arranged so that neighbouring
 // threads read neighbouring addresses whichever index is contiguous. Every output has one owner: deterministic.
+// Split-K (kchunk > 0): workgroup z computes k in [z * kchunk, (z + 1) * kchunk) into its own slice of C (via sC3),
+// and train_matmul_reduce adds the slices in order: deterministic, and it fills the GPU when M x N has few tiles.
 // flags: bit 0 accumulate (C += ...), bit 1 relu mask (result *= aux(m, n) > 0, aux indexed like C),
 //        bit 2 skip tiles strictly above the diagonal (n0 > m0 + 127: outputs nobody reads, e.g. causal scores),
 //        bit 3 A is lower-triangular in (m, k) (k <= m): stop k at m0 + 128,
@@ -38,6 +40,7 @@ struct Params {
   zdiv: u32,
   flags: u32,
   alpha: f32,
+  kchunk: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -109,6 +112,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   var kEnd = p.K;
   if ((p.flags & 8u) != 0u) { kEnd = min(p.K, m0 + TILE); }
   if ((p.flags & 16u) != 0u) { kBegin = (m0 / KT) * KT; }
+  if (p.kchunk > 0u) {
+    kBegin = zl * p.kchunk;
+    kEnd = min(p.K, kBegin + p.kchunk);
+  }
   let tx = lid.x;
   let ty = lid.y;
   var s0l = vec4<f32>();

@@ -65,6 +65,8 @@ interface Buffers {
   attention: AttentionScratch;
   lnStats: GpuBuffer;
   colsum: GpuBuffer;
+  /** Split-K partial sums for matmuls with few output tiles (weight gradients of the square layers, dHidden). */
+  split: { scratch: GpuBuffer; floats: number };
   dummy: GpuBuffer;
 }
 
@@ -164,6 +166,7 @@ export class OptTrainingModel {
       attention: { probs: await f32(attnFloats, 'attn.probs'), grads: await f32(attnFloats, 'attn.grads'), floats: attnFloats },
       lnStats: await f32(2 * Tm, 'ln.stats'),
       colsum: await f32(columnSumScratch(Tm, Math.max(F, 3 * H, D)), 'colsum.partials'),
+      split: { scratch: await f32(2 * F * H, 'matmul.splitK'), floats: 2 * F * H },
       dummy: await f32(4, 'dummy'),
     };
     return new OptTrainingModel(gpu, config, params, grads, buf, Tm, logitRows);
@@ -215,7 +218,7 @@ export class OptTrainingModel {
     }
     for (const l of b.layers) all.push(...Object.values(l));
     all.push(b.tokenRuns.rows, b.tokenRuns.starts, b.tokenRuns.order, b.positionRuns.rows, b.positionRuns.starts, b.positionRuns.order);
-    all.push(b.attention.probs, b.attention.grads);
+    all.push(b.attention.probs, b.attention.grads, b.split.scratch);
     return all.reduce((s, x) => s + x.size, 0);
   }
 
@@ -236,6 +239,7 @@ export class OptTrainingModel {
     for (const r of [b.tokenRuns, b.positionRuns]) { free(r.rows); free(r.starts); free(r.order); }
     free(b.attention.probs);
     free(b.attention.grads);
+    free(b.split.scratch);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -354,7 +358,7 @@ export class OptTrainingModel {
         // dHidden[r0 .. r0 + R] (+)= dlogits[:, window] E[window]
         matmul(g, {
           M: R, N: D, K: rowCount, a: dlogits, aKContiguous: true, b: { buffer: binding, ld: D }, bKContiguous: false,
-          c: { buffer: b.dHead, ld: D, offset: r0 * D }, accumulate: w > 0, dummy: b.dummy,
+          c: { buffer: b.dHead, ld: D, offset: r0 * D }, accumulate: w > 0, splitK: b.split, dummy: b.dummy,
         });
         // dE[window] += dlogits[:, window]^T hidden[r0 .. r0 + R]
         matmul(g, {
@@ -377,13 +381,13 @@ export class OptTrainingModel {
     const g = this.gpu, b = this.buf;
     matmul(g, {
       M: a.N, N: a.K, K: a.T, a: a.dy, aKContiguous: false, b: { buffer: a.x, ld: a.K }, bKContiguous: false,
-      c: { buffer: this.grad(a.weight), ld: a.K }, accumulate: true, dummy: b.dummy,
+      c: { buffer: this.grad(a.weight), ld: a.K }, accumulate: true, splitK: b.split, dummy: b.dummy,
     });
     if (a.bias) columnSum(g, { y: a.dy.buffer as GpuBuffer, M: a.T, N: a.N, ld: a.dy.ld, off: a.dy.offset, out: this.grad(a.bias), scratch: b.colsum, dummy: b.dummy });
     if (a.dx) {
       matmul(g, {
         M: a.T, N: a.K, K: a.N, a: a.dy, aKContiguous: true, b: { buffer: this.param(a.weight), ld: a.K }, bKContiguous: false,
-        c: { buffer: a.dx.buffer, ld: a.K }, accumulate: a.dx.accumulate, reluOutput: a.dx.reluOutput, dummy: b.dummy,
+        c: { buffer: a.dx.buffer, ld: a.K }, accumulate: a.dx.accumulate, reluOutput: a.dx.reluOutput, splitK: b.split, dummy: b.dummy,
       });
     }
   }

@@ -12,7 +12,7 @@ import {
   attentionBackward, attentionBackwardReference, attentionForward, attentionReference, type AttentionShape,
 } from '../../src/train/kernels/attention.ts';
 import { layerNormBackward, layerNormBackwardReference } from '../../src/train/kernels/layernorm_backward.ts';
-import { matmul, matmulReference } from '../../src/train/kernels/matmul.ts';
+import { matmul, matmulReference, splitCount } from '../../src/train/kernels/matmul.ts';
 import { rowRuns, scatterAddRows, scatterAddRowsReference } from '../../src/train/kernels/scatter.ts';
 import { softmaxCrossEntropy, softmaxCrossEntropyReference, sumLoss } from '../../src/train/kernels/xent.ts';
 import { columnSumScratch } from '../../src/train/kernels/colsum.ts';
@@ -89,6 +89,24 @@ Deno.test('train matmul: every layout, batching, accumulate, ReLU mask and trian
     const got = await download(gpu, cb, c0.length);
     const e = relErr(got, ref);
     console.log(`matmul A_KC=${aKc} B_KC=${bKc}: rel err ${e.toExponential(2)}`);
+    assert(e < 1e-6, `rel err ${e}`);
+  }
+  // Split-K (a long K over few tiles): slices summed in a second pass, with accumulate and the ReLU mask.
+  {
+    const K2 = 2000;
+    const a = randomFloats(M * K2, 7), b = randomFloats(K2 * N, 8), c0 = randomFloats(M * N, 9), relu = randomFloats(M * N, 10);
+    const floats = 4 * M * N;
+    assert(splitCount(M, N, K2, floats) === 4, `expected 4 splits, got ${splitCount(M, N, K2, floats)}`);
+    const args = { M, N, K: K2, a: { ld: M }, aKContiguous: false, b: { ld: N }, bKContiguous: false, c: { ld: N }, alpha: 1.5, accumulate: true };
+    const ref = Float32Array.from(c0);
+    matmulReference({ ...args, a: { ...args.a, data: a }, b: { ...args.b, data: b }, c: { ...args.c, data: ref }, reluOutput: relu });
+    const cb = await upload(gpu, c0);
+    matmul(gpu, {
+      ...args, a: { ...args.a, buffer: await upload(gpu, a) }, b: { ...args.b, buffer: await upload(gpu, b) }, c: { ...args.c, buffer: cb },
+      reluOutput: await upload(gpu, relu), splitK: { scratch: await gpu.createBuffer(floats * 4, 'split'), floats }, dummy,
+    });
+    const e = relErr(await download(gpu, cb, c0.length), ref);
+    console.log(`matmul split-K (4 slices of K=${K2}): rel err ${e.toExponential(2)}`);
     assert(e < 1e-6, `rel err ${e}`);
   }
   // Batched (2 x 3 heads, starting at entry 1) with causal skips on a lower-triangular A: the zero half is skipped.

@@ -1,6 +1,6 @@
 import type { BufferBinding, Gpu, GpuBuffer } from '../../gpu/gpu.ts';
 import { packParams } from '../../gpu/gpu.ts';
-import { shaderSource } from '../../kernels/shader.ts';
+import { grid1d, shaderSource } from '../../kernels/shader.ts';
 
 /** Where one operand of a matmul lives: element offset, leading dimension, and batch strides. */
 export interface Operand {
@@ -38,15 +38,38 @@ export interface MatmulArgs {
   skipUpperTiles?: boolean;
   aLowerTriangular?: boolean;
   aUpperTriangular?: boolean;
+  /**
+   * Scratch for split-K: when C has too few tiles to fill the GPU and K is long, slices of K run as separate
+   * workgroups into this buffer ([splits, M, N] f32) and a second pass adds them in order. Unbatched calls only.
+   */
+  splitK?: { scratch: GpuBuffer; floats: number };
   /** Bound where an operand is unused. */
   dummy: GpuBuffer;
 }
 
 export const MATMUL_TILE = 128;
+/** Output tiles below which split-K is used: two waves of workgroups on a 132-SM H100. */
+const SPLIT_TARGET_TILES = 264;
+/** Fewest k values per split. */
+const SPLIT_MIN_K = 256;
+
+/** How many k slices a call would use (1 = no split). */
+export function splitCount(M: number, N: number, K: number, scratchFloats: number): number {
+  const tiles = Math.ceil(M / MATMUL_TILE) * Math.ceil(N / MATMUL_TILE);
+  if (tiles >= SPLIT_TARGET_TILES) return 1;
+  const want = Math.min(Math.ceil(SPLIT_TARGET_TILES / tiles), Math.floor(K / SPLIT_MIN_K), Math.floor(scratchFloats / (M * N)));
+  if (want < 2) return 1;
+  return Math.ceil(K / (Math.ceil(K / want / 16) * 16));
+}
 
 /** The tiled matmul of train_matmul.wgsl (deterministic: every output has one owner, a fixed k order). */
 export function matmul(gpu: Gpu, x: MatmulArgs): void {
   if (x.M === 0 || x.N === 0) return;
+  const triangular = x.skipUpperTiles || x.aLowerTriangular || x.aUpperTriangular;
+  if (x.splitK && !x.batch && !triangular) {
+    const splits = splitCount(x.M, x.N, x.K, x.splitK.floats);
+    if (splits > 1) return splitMatmul(gpu, x, x.splitK.scratch, splits);
+  }
   const k = gpu.kernel(shaderSource('train_matmul', { A_KC: x.aKContiguous, B_KC: x.bKContiguous }));
   const flags = (x.accumulate ? 1 : 0) | (x.reluOutput ? 2 : 0) | (x.skipUpperTiles ? 4 : 0) |
     (x.aLowerTriangular ? 8 : 0) | (x.aUpperTriangular ? 16 : 0);
@@ -54,10 +77,24 @@ export function matmul(gpu: Gpu, x: MatmulArgs): void {
   const params = packParams([
     x.M, x.N, x.K, x.a.ld, x.b.ld, x.c.ld, o(x.a.offset), o(x.b.offset), o(x.c.offset),
     o(x.a.s1), o(x.a.s2), o(x.b.s1), o(x.b.s2), o(x.c.s1), o(x.c.s2), o(x.a.s3), o(x.b.s3), o(x.c.s3),
-    x.batch?.first ?? 0, x.batch?.div ?? 1, flags, { f: x.alpha ?? 1 },
+    x.batch?.first ?? 0, x.batch?.div ?? 1, flags, { f: x.alpha ?? 1 }, 0,
   ]);
   gpu.dispatch(k, [x.a.buffer, x.b.buffer, x.reluOutput ?? x.dummy, x.c.buffer], params,
     [Math.ceil(x.N / MATMUL_TILE), Math.ceil(x.M / MATMUL_TILE), x.batch?.count ?? 1]);
+}
+
+function splitMatmul(gpu: Gpu, x: MatmulArgs, scratch: GpuBuffer, splits: number): void {
+  const kchunk = Math.ceil(x.K / splits / 16) * 16;
+  const o = (v: number | undefined) => v ?? 0;
+  const k = gpu.kernel(shaderSource('train_matmul', { A_KC: x.aKContiguous, B_KC: x.bKContiguous }));
+  const MN = x.M * x.N;
+  gpu.dispatch(k, [x.a.buffer, x.b.buffer, x.dummy, scratch], packParams([
+    x.M, x.N, x.K, x.a.ld, x.b.ld, x.N, o(x.a.offset), o(x.b.offset), 0,
+    0, 0, 0, 0, 0, 0, 0, 0, MN, 0, 1, 0, { f: x.alpha ?? 1 }, kchunk,
+  ]), [Math.ceil(x.N / MATMUL_TILE), Math.ceil(x.M / MATMUL_TILE), splits]);
+  const flags = (x.accumulate ? 1 : 0) | (x.reluOutput ? 2 : 0);
+  gpu.dispatch(gpu.kernel(shaderSource('train_matmul_reduce')), [scratch, x.reluOutput ?? x.dummy, x.c.buffer],
+    packParams([x.M, x.N, x.c.ld, o(x.c.offset), splits, flags]), grid1d(Math.ceil(MN / 256)));
 }
 
 /** Host arrays for matmulReference (offsets and strides as in Operand). */
