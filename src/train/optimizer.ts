@@ -24,6 +24,9 @@ import { windowElements } from './optimizer_windows.ts';
 export type { AdamWConfig, NamedGpuTensor, OptimizerConfig, SgdConfig } from './optimizer_types.ts';
 export type { LossLocation } from './optimizer_grad_norm.ts';
 
+/** Bytes of step status at the start of statusBuffer: norm, clip coefficient, applied flag, spare. */
+export const STATUS_BYTES = 16;
+
 export interface OptimizerOptions {
   /** Clip the global gradient L2 norm to this (torch.nn.utils.clip_grad_norm_). Default: no clipping. */
   maxGradNorm?: number;
@@ -123,10 +126,23 @@ export class Optimizer {
   /** Read back the recorded step's status; the step counts only if it was applied. */
   async finish(): Promise<StepStatus> {
     if (this.pending === null) throw new Error('Optimizer.finish: no step was recorded');
+    return this.finishWith(new Float32Array(await this.gpu.read(this.scalars, 0, STATUS_BYTES)));
+  }
+
+  /**
+   * The buffer whose first STATUS_BYTES hold the recorded step's status words: a caller may copy them next to
+   * its own results and read everything back at once, then call finishWith.
+   */
+  get statusBuffer(): GpuBuffer {
+    return this.scalars;
+  }
+
+  /** Complete the recorded step from its status words as read back by the caller (see statusBuffer). */
+  finishWith(words: Float32Array): StepStatus {
+    if (this.pending === null) throw new Error('Optimizer.finishWith: no step was recorded');
     const t = this.pending;
     this.pending = null;
-    const s = new Float32Array(await this.gpu.read(this.scalars, 0, 16));
-    const status = { gradNorm: s[SCALAR_NORM], clipCoef: s[SCALAR_CLIP], applied: s[SCALAR_OK] !== 0 };
+    const status = { gradNorm: words[SCALAR_NORM], clipCoef: words[SCALAR_CLIP], applied: words[SCALAR_OK] !== 0 };
     if (status.applied) this.completed = t;
     return status;
   }

@@ -13,7 +13,7 @@ import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
 import type { Checkpoint, TensorMap } from '../model/weights/types.ts';
 import { validateCheckpoint } from '../model/weights/validate.ts';
 import { optConfigJson, readParameters, readWeightsSource, saveParameters, writeParameters, type WeightsSource } from './checkpoint.ts';
-import { Optimizer, type OptimizerConfig } from './optimizer.ts';
+import { Optimizer, type OptimizerConfig, STATUS_BYTES } from './optimizer.ts';
 import { zeroBuffer } from './optimizer_zero.ts';
 import { OptTrainingModel } from './training_model.ts';
 import type { ParamTensor, TrainBatch } from './types.ts';
@@ -130,15 +130,20 @@ export class Trainer {
   async step(batch: BatchInput, opts: { weights?: TrainBatch['weights']; mask?: TrainBatch['mask'] } = {}): Promise<StepResult> {
     this.checkAlive();
     const micro = this.split(batch, opts);
-    const slots = await this.slotsFor(micro.length);
+    const K = micro.length;
+    // Slots: [0, 16) the optimizer's status words, then one loss per micro-batch; read back once.
+    const slots = await this.slotsFor(STATUS_BYTES / 4 + K);
+    const lossAt = STATUS_BYTES / 4;
     this.model.zeroGrads();
     micro.forEach((mb, k) => {
       this.model.forwardBackward(mb.batch, { scale: mb.share });
-      this.gpu.copy(this.model.lossBuffer, 0, slots, 4 * k, 4);
+      this.gpu.copy(this.model.lossBuffer, 0, slots, 4 * (lossAt + k), 4);
     });
-    this.optimizer.record({ loss: { buffer: slots, index: 0, count: micro.length } });
-    const [losses, status] = await Promise.all([this.gpu.read(slots, 0, 4 * micro.length), this.optimizer.finish()]);
-    const loss = combine(micro, new Float32Array(losses));
+    this.optimizer.record({ loss: { buffer: slots, index: lossAt, count: K } });
+    this.gpu.copy(this.optimizer.statusBuffer, 0, slots, 0, STATUS_BYTES);
+    const words = new Float32Array(await this.gpu.read(slots, 0, STATUS_BYTES + 4 * K));
+    const status = this.optimizer.finishWith(words.subarray(0, STATUS_BYTES / 4));
+    const loss = combine(micro, words.subarray(lossAt));
     const step = this.optimizer.step + (status.applied ? 0 : 1);
     if (!status.applied) throw new NonFiniteLossError({ step, loss, gradNorm: status.gradNorm });
     return { loss, gradNorm: status.gradNorm, step };
@@ -222,6 +227,7 @@ export class Trainer {
     return splitMicroBatches(b, this.model.maxBatchTokens);
   }
 
+  /** The read-back buffer, grown to hold `n` f32 words. */
   private async slotsFor(n: number): Promise<GpuBuffer> {
     if (4 * n > this.lossSlots.size) {
       this.gpu.destroyBuffer(this.lossSlots);
