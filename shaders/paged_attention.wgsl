@@ -58,13 +58,14 @@ var<workgroup> corr_s: array<f32, QB>;         // this tile's rescale factor per
 var<workgroup> m_s: array<f32, QB>;
 var<workgroup> l_s: array<f32, QB>;
 var<workgroup> info_wg: vec4<u32>;             // first token, count, sequence, largest context
-var<workgroup> slot_s: array<u32, TILE>;       // cache slot of each key of the tile (all ones past its end)
+var<workgroup> slot_s: array<u32, PART>;       // cache slot of each key of the partition (all ones past its end)
+var<workgroup> pmax_s: array<f32, WG>;         // partial maxima of the scores, 4 per query
 
 // Element e of the tile's TILE * D4 key and value vec4s (key e / D4, dims 4 * (e % D4)); zeros past the tile's
 // keys and for e beyond the tile (threads with fewer than KV_LOADS elements).
-fn load_kv(e: u32, h: u32, hidden: u32) -> mat2x4<f32> {
+fn load_kv(e: u32, key0: u32, h: u32, hidden: u32) -> mat2x4<f32> {
   if (e >= TILE * D4) { return mat2x4<f32>(); }
-  let slot = slot_s[e / D4];
+  let slot = slot_s[key0 + e / D4];
   if (slot == 0xffffffffu) { return mat2x4<f32>(); }
   let src = (slot * hidden + h * HEAD_DIM) / 4u + e % D4;
   return mat2x4<f32>(vec4<f32>(key_cache[src]), vec4<f32>(value_cache[src]));
@@ -96,7 +97,9 @@ fn accumulate(acc: vec4<f32>, idx: u32, n_keys: u32) -> vec4<f32> {
   let i = idx / D4;
   let c = idx % D4;
   var a = acc * corr_s[i];
-  for (var j = 0u; j < n_keys; j++) { a = fma(vec4<f32>(s_s[i * TILE + j]), v_s[j * D4 + c], a); }
+  // Keys past the tile's end have probability 0 and zero values: fma(0, 0, a) = a, so a constant trip count
+  // (which the compiler can unroll) gives the same sums.
+  for (var j = 0u; j < TILE; j++) { a = fma(vec4<f32>(s_s[i * TILE + j]), v_s[j * D4 + c], a); }
   return a;
 }
 
@@ -142,27 +145,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   if (lid < QB) { m_s[lid] = NEG; l_s[lid] = 0.0; }
   var acc0 = vec4<f32>(); var acc1 = vec4<f32>(); var acc2 = vec4<f32>(); var acc3 = vec4<f32>();
   var acc4 = vec4<f32>(); var acc5 = vec4<f32>(); var acc6 = vec4<f32>(); var acc7 = vec4<f32>();
+  // Cache slots of the partition's keys, looked up once.
+  for (var e = lid; e < PART; e += WG) {
+    let pos = begin + e;
+    var slot = 0xffffffffu;
+    if (pos < end) { slot = block_tables[seq * p.max_blocks_per_seq + pos / p.block_size] * p.block_size + pos % p.block_size; }
+    slot_s[e] = slot;
+  }
   workgroupBarrier();
   for (var k0 = begin; k0 < end; k0 += TILE) {
     let n_keys = min(TILE, end - k0);
-    // Keys and values of this tile into workgroup memory (zeros past the end, so unused lanes stay finite). The
-    // block-table lookups are done once per key (slot_s); then every thread issues all its loads before storing
-    // any, so a tile costs one memory round trip rather than one per vec4.
-    if (lid < TILE) {
-      let pos = k0 + lid;
-      var slot = 0xffffffffu;
-      if (lid < n_keys) { slot = block_tables[seq * p.max_blocks_per_seq + pos / p.block_size] * p.block_size + pos % p.block_size; }
-      slot_s[lid] = slot;
-    }
-    workgroupBarrier();
-    let kv0 = load_kv(lid, h, hidden); let kv1 = load_kv(lid + WG, h, hidden);
-    let kv2 = load_kv(lid + 2u * WG, h, hidden); let kv3 = load_kv(lid + 3u * WG, h, hidden);
-    let kv4 = load_kv(lid + 4u * WG, h, hidden); let kv5 = load_kv(lid + 5u * WG, h, hidden);
-    let kv6 = load_kv(lid + 6u * WG, h, hidden); let kv7 = load_kv(lid + 7u * WG, h, hidden);
+    // Keys and values of this tile into workgroup memory (zeros past the end, so unused lanes stay finite): every
+    // thread issues all its loads before storing any, so a tile costs one memory round trip.
+    let key0 = k0 - begin;
+    let kv0 = load_kv(lid, key0, h, hidden); let kv1 = load_kv(lid + WG, key0, h, hidden);
+    let kv2 = load_kv(lid + 2u * WG, key0, h, hidden); let kv3 = load_kv(lid + 3u * WG, key0, h, hidden);
+    let kv4 = load_kv(lid + 4u * WG, key0, h, hidden); let kv5 = load_kv(lid + 5u * WG, key0, h, hidden);
+    let kv6 = load_kv(lid + 6u * WG, key0, h, hidden); let kv7 = load_kv(lid + 7u * WG, key0, h, hidden);
     var kv8 = mat2x4<f32>(); var kv9 = mat2x4<f32>(); var kv10 = mat2x4<f32>(); var kv11 = mat2x4<f32>();
     if (KV_LOADS > 8u) {
-      kv8 = load_kv(lid + 8u * WG, h, hidden); kv9 = load_kv(lid + 9u * WG, h, hidden);
-      kv10 = load_kv(lid + 10u * WG, h, hidden); kv11 = load_kv(lid + 11u * WG, h, hidden);
+      kv8 = load_kv(lid + 8u * WG, key0, h, hidden); kv9 = load_kv(lid + 9u * WG, key0, h, hidden);
+      kv10 = load_kv(lid + 10u * WG, key0, h, hidden); kv11 = load_kv(lid + 11u * WG, key0, h, hidden);
     }
     store_kv(lid, kv0); store_kv(lid + WG, kv1); store_kv(lid + 2u * WG, kv2); store_kv(lid + 3u * WG, kv3);
     store_kv(lid + 4u * WG, kv4); store_kv(lid + 5u * WG, kv5); store_kv(lid + 6u * WG, kv6); store_kv(lid + 7u * WG, kv7);
@@ -196,19 +199,30 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
       put_score(i0 + 14u, j, k0, n_keys, first, count, d7);
     }
     workgroupBarrier();
-    // Online softmax, one thread per query, keys in order.
+    // Online softmax. The tile maximum (exact in any order) and the probabilities are computed in parallel, four
+    // threads per query with eight keys each; then one thread per query sums the probabilities in key order.
+    let qi = lid / 4u;
+    let j0 = (lid % 4u) * 8u;
+    {
+      var part_max = NEG;
+      if (qi < count) { for (var j = j0; j < j0 + 8u; j++) { part_max = max(part_max, s_s[qi * TILE + j]); } }
+      pmax_s[lid] = part_max;
+    }
+    workgroupBarrier();
+    if (qi < count) {
+      let tile_max = max(m_s[qi], max(max(pmax_s[4u * qi], pmax_s[4u * qi + 1u]), max(pmax_s[4u * qi + 2u], pmax_s[4u * qi + 3u])));
+      for (var j = j0; j < j0 + 8u; j++) {
+        let sj = s_s[qi * TILE + j];
+        s_s[qi * TILE + j] = select(0.0, exp(sj - tile_max), sj > NEG);
+      }
+    }
+    workgroupBarrier();
     if (lid < count) {
       let m_old = m_s[lid];
-      var tile_max = m_old;
-      for (var j = 0u; j < TILE; j++) { tile_max = max(tile_max, s_s[lid * TILE + j]); }
+      let tile_max = max(m_old, max(max(pmax_s[4u * lid], pmax_s[4u * lid + 1u]), max(pmax_s[4u * lid + 2u], pmax_s[4u * lid + 3u])));
       let correction = exp(m_old - tile_max);
       var tile_sum = 0.0;
-      for (var j = 0u; j < TILE; j++) {
-        let sj = s_s[lid * TILE + j];
-        let pj = select(0.0, exp(sj - tile_max), sj > NEG);
-        s_s[lid * TILE + j] = pj;
-        tile_sum += pj;
-      }
+      for (var j = 0u; j < TILE; j++) { tile_sum += s_s[lid * TILE + j]; }
       l_s[lid] = l_s[lid] * correction + tile_sum;
       m_s[lid] = tile_max;
       corr_s[lid] = correction;

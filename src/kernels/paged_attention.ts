@@ -75,7 +75,7 @@ export function pagedAttention(
   const direct = parts <= 1;
   const qb = queryBlockSize(a.headDim);
   if (a.headDim % 4 !== 0 || a.headDim > 96) throw new RangeError(`pagedAttention: head size ${a.headDim} must be a multiple of 4, at most 96`);
-  const sharedBytes = 4 * (qb * a.headDim + 2 * 32 * a.headDim + qb * 32 + 3 * qb + 32) + 16;
+  const sharedBytes = 4 * (qb * a.headDim + 2 * 32 * a.headDim + qb * 32 + 3 * qb + ATTENTION_PARTITION + 64) + 16;
   if (sharedBytes > gpu.caps.maxWorkgroupStorageSize) {
     throw new RangeError(`pagedAttention: head size ${a.headDim} needs ${sharedBytes} bytes of workgroup memory, this device allows ${gpu.caps.maxWorkgroupStorageSize}`);
   }
