@@ -21,6 +21,11 @@ export interface ActorWorker<T> {
   info: unknown;
   /** Kill the worker (mid-work or not) and detach it from the host. */
   terminate(): Promise<void>;
+  /**
+   * Resolves with the error message if the worker dies of an uncaught error; it is then already detached from
+   * the host (buffers freed, handles invalidated). Calls still in flight to it never answer: race them with this.
+   */
+  crashed: Promise<string>;
 }
 
 export async function spawnActorWorker<T extends Connectable>(url: URL | string, host: HostControl, opts: AttachOptions): Promise<ActorWorker<T>> {
@@ -32,8 +37,18 @@ export async function spawnActorWorker<T extends Connectable>(url: URL | string,
     clientId = attached.clientId;
     const info = await (api as unknown as Comlink.Remote<Connectable>).connect(Comlink.transfer(attached.port, [attached.port]));
     let terminated = false;
+    let onCrash: (message: string) => void = () => {};
+    const crashed = new Promise<string>((resolve) => (onCrash = resolve));
+    worker.addEventListener('error', (ev) => {
+      // Keep the error from taking the parent down with it (Deno's default); the host cleans up after the actor.
+      ev.preventDefault();
+      if (terminated) return;
+      terminated = true;
+      worker.terminate();
+      void Promise.resolve(host.detach(clientId, `crashed: ${ev.message}`)).then(() => onCrash(ev.message));
+    });
     return {
-      api, worker, clientId, info,
+      api, worker, clientId, info, crashed,
       async terminate() {
         if (terminated) return;
         terminated = true;
