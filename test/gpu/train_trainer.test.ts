@@ -234,3 +234,45 @@ Deno.test('bad input: mismatched weight shapes, ragged batch without mask, ids >
     trainer.release();
   }
 });
+
+Deno.test({
+  name: 'opt-125m-synth (synthetic weights, 2 x 128): loss and AdamW step 1 first values and sums (embedding bound in windows)',
+  ignore: Deno.env.get('TANDEM_SKIP_125M') === '1',
+  fn: async () => {
+    const raw = JSON.parse(await Deno.readTextFile(`${FIXTURES}opt-125m-synth/reference.json`)).train as TrainFixture & {
+      adamw_step1_first8: Record<string, number[]>;
+      adamw_step1_sum: Record<string, number>;
+    };
+    const hp = raw.adamw.hyperparameters;
+    const trainer = await Trainer.create({
+      model: `synthetic:${FIXTURES}opt-125m-synth/config.json:1`, gpu: await testGpu(),
+      optimizer: { type: 'adamw', lr: hp.lr, betas: hp.betas, eps: hp.eps, weightDecay: hp.weight_decay },
+      maxBatchTokens: raw.batch.length * raw.batch[0].length,
+    });
+    try {
+      const started = performance.now();
+      const r = await trainer.step(raw.batch);
+      const params = await trainer.checkpoint();
+      let worstFirst = 0, worstFirstName = '', worstSum = 0, worstSumName = '';
+      for (const [name, first8] of Object.entries(raw.adamw_step1_first8)) {
+        const got = toFloat32(params.tensors.get(name)!);
+        const d = maxAbsDiff(got.subarray(0, 8), first8);
+        if (d > worstFirst) [worstFirst, worstFirstName] = [d, name];
+        let s = 0;
+        for (const x of got) s += x;
+        // max |diff| <= 1e-5 per element bounds a sum's error by 1e-5 x its size.
+        const e = Math.abs(s - raw.adamw_step1_sum[name]) / got.length;
+        if (e > worstSum) [worstSum, worstSumName] = [e, name];
+      }
+      console.log(
+        `opt-125m-synth: loss ${r.loss} rel err ${rel(r.loss, raw.loss).toExponential(2)}; step-1 first8 max |diff| ` +
+          `${worstFirst.toExponential(2)} (${worstFirstName}); worst |sum diff| / numel ${worstSum.toExponential(2)} (${worstSumName}); ` +
+          `${((performance.now() - started) / 1000).toFixed(1)} s`,
+      );
+      assert(rel(r.loss, raw.loss) <= 1e-5, `loss ${r.loss} vs ${raw.loss}`);
+      assert(worstFirst <= 1e-5 && worstSum <= 1e-5);
+    } finally {
+      trainer.release();
+    }
+  },
+});
