@@ -4,6 +4,8 @@
 import { InvalidInputError, NonFiniteLossError, TrainingInputError, WeightMismatchError } from '../../src/errors.ts';
 import { generate } from '../../src/model/generate.ts';
 import { OptModel } from '../../src/model/opt.ts';
+import { parseOptConfig } from '../../src/model/config.ts';
+import { syntheticTensors } from '../../src/model/weights/synthetic.ts';
 import { toFloat32 } from '../../src/model/weights/dtype.ts';
 import { parseSafetensors } from '../../src/model/weights/safetensors.ts';
 import { Trainer } from '../../src/train/trainer.ts';
@@ -130,6 +132,19 @@ Deno.test('saveWeights round-trips the checkpoint bit for bit; zeroWeights zeroe
     await trainer.loadWeights(`${FIXTURES}opt-tiny`);
     const r = await trainer.step(f.batch);
     assert(rel(r.loss, f.loss) <= 1e-5, `after reload: loss ${r.loss} vs ${f.loss}`);
+  } finally {
+    trainer.release();
+  }
+});
+
+Deno.test('a model given as {config, tensors}: synthetic opt-tiny (seed 1) trains like the fixture; its config.json round-trips', async () => {
+  const f = await fixture('opt-tiny');
+  const config = parseOptConfig(JSON.parse(await Deno.readTextFile(`${FIXTURES}opt-tiny/config.json`)));
+  const trainer = await Trainer.create({ model: { config, tensors: syntheticTensors(config, 1) }, gpu: await testGpu(), optimizer: { type: 'sgd', lr: 0 }, maxBatchTokens: 96 });
+  try {
+    assertEquals(parseOptConfig(trainer.configJson), config);
+    const r = await trainer.step(f.batch);
+    assert(rel(r.loss, f.loss) <= 1e-5, `loss ${r.loss} vs ${f.loss}`);
   } finally {
     trainer.release();
   }
