@@ -11,9 +11,11 @@ import { expect, test } from './harness.ts';
 
 const TINY = join(fixturesDir, 'opt-tiny');
 
+test.use({ actionTimeout: 20_000 });
+
 async function shot(target: Locator | Page, testInfo: TestInfo, name: string): Promise<void> {
   const path = testInfo.outputPath(`${name}.png`);
-  await target.screenshot({ path, animations: 'disabled' });
+  await target.screenshot({ path, animations: 'disabled', ...('goto' in target ? { fullPage: true } : {}) });
   await testInfo.attach(name, { path, contentType: 'image/png' });
 }
 
@@ -24,7 +26,13 @@ async function open(page: Page): Promise<void> {
 
 /** Choose a model source by its radio (the segmented control). */
 async function chooseSource(page: Page, label: 'URL' | 'Local folder' | 'Synthetic'): Promise<void> {
-  await page.getByRole('radio', { name: label, exact: true }).check();
+  await pickSegment(page, label);
+  await expect(page.getByRole('radio', { name: label, exact: true })).toBeChecked();
+}
+
+/** Click a segmented control's option, as a person would (the radio itself is visually hidden). */
+async function pickSegment(page: Page, label: string): Promise<void> {
+  await page.locator('.segmented label').getByText(label, { exact: true }).click();
 }
 
 async function setBlocks(page: Page, blocks: number): Promise<void> {
@@ -98,7 +106,7 @@ test('batch mode: continuous batching with prefix sharing and preemption in a sm
   await expect(summary).toContainText('synthetic opt-tiny');
   await expect(summary).toContainText('10 blocks');
 
-  await page.getByRole('radio', { name: 'Batch' }).check();
+  await pickSegment(page, 'Batch');
   await page.getByLabel('Max tokens').fill('16');
   const kv = page.locator('#kv-panel');
   let maxShared = 0, maxUsed = 0;
