@@ -9,7 +9,7 @@ import { grid1d, shaderSource } from '../kernels/shader.ts';
 import { numElements } from './optimizer_grad_norm.ts';
 import type { AdamWConfig, NamedGpuTensor, UpdateRule } from './optimizer_types.ts';
 import { elementWindows, windowRange } from './optimizer_windows.ts';
-import { zeroBuffer } from './optimizer_zero.ts';
+import { fillZero } from './kernels/fill.ts';
 
 export interface AdamWHyper {
   lr: number;
@@ -94,7 +94,7 @@ export class AdamWRule implements UpdateRule {
   }
 
   resetState(): void {
-    for (const b of [...this.expAvg, ...this.expAvgSq]) zeroBuffer(this.gpu, b);
+    for (const b of [...this.expAvg, ...this.expAvgSq]) fillZero(this.gpu, b);
   }
 
   buffers(): GpuBuffer[] {

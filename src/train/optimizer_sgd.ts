@@ -10,7 +10,7 @@ import { grid1d, shaderSource } from '../kernels/shader.ts';
 import { numElements } from './optimizer_grad_norm.ts';
 import type { NamedGpuTensor, SgdConfig, UpdateRule } from './optimizer_types.ts';
 import { elementWindows, windowRange } from './optimizer_windows.ts';
-import { zeroBuffer } from './optimizer_zero.ts';
+import { fillZero } from './kernels/fill.ts';
 
 export interface SgdHyper {
   lr: number;
@@ -86,7 +86,7 @@ export class SgdRule implements UpdateRule {
   }
 
   resetState(): void {
-    for (const b of this.momentumBufs) zeroBuffer(this.gpu, b);
+    for (const b of this.momentumBufs) fillZero(this.gpu, b);
   }
 
   buffers(): GpuBuffer[] {

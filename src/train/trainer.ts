@@ -14,7 +14,7 @@ import type { Checkpoint, TensorMap } from '../model/weights/types.ts';
 import { validateCheckpoint } from '../model/weights/validate.ts';
 import { optConfigJson, readParameters, readWeightsSource, saveParameters, writeParameters, type WeightsSource } from './checkpoint.ts';
 import { Optimizer, type OptimizerConfig, STATUS_BYTES } from './optimizer.ts';
-import { zeroBuffer } from './optimizer_zero.ts';
+import { fillZero } from './kernels/fill.ts';
 import { OptTrainingModel } from './training_model.ts';
 import type { ParamTensor, TrainBatch } from './types.ts';
 import { splitMicroBatches, type MicroBatch } from './trainer_micro_batches.ts';
@@ -174,7 +174,7 @@ export class Trainer {
   /** Zero every parameter (what the training actors of vLLM's colocate example do before handing weights over). */
   zeroWeights(): void {
     this.checkAlive();
-    for (const p of this.model.params.values()) zeroBuffer(this.gpu, p.buffer);
+    for (const p of this.model.params.values()) fillZero(this.gpu, p.buffer);
   }
 
   /**

@@ -251,3 +251,29 @@ Deno.test('bad optimizer input: mismatched gradient shapes, missing gradients, b
   await assertRejects(() => Optimizer.create(gpu, p, p, { type: 'sgd', lr: 1 }, { maxGradNorm: -1 }), InvalidInputError, 'maxGradNorm');
   gpu.destroyBuffer(b);
 });
+
+Deno.test('reset() zeroes the state and the step count: the next step is a fresh step 1', async () => {
+  const gpu = await testGpu();
+  const { params, grads } = randomSet(3);
+  const p = await upload(gpu, params, '');
+  const g = await upload(gpu, grads[0], '.grad');
+  const cfg: OptimizerConfig = { type: 'adamw', lr: 1e-2, weightDecay: 0.1 };
+  const opt = await Optimizer.create(gpu, p, g, cfg);
+  for (let i = 0; i < 2; i++) { opt.record(); await opt.finish(); }
+  opt.reset();
+  assertEquals(opt.step, 0);
+  for (const [n, s] of await download(gpu, opt.state())) assert(s.every((x) => x === 0), `${n} not zeroed`);
+  const start = await download(gpu, p);
+  opt.record();
+  await opt.finish();
+  const got = await download(gpu, p);
+  let worst = 0;
+  for (const [n, x] of start) {
+    const ref = { p: Float64Array.from(x), m: new Float64Array(x.length), v: new Float64Array(x.length) };
+    adamwReference(ref.p, grads[0].get(n)!.data, ref.m, ref.v, adamwHyper(cfg as { type: 'adamw'; lr: number }), 1);
+    worst = Math.max(worst, maxAbsDiff(got.get(n)!, ref.p));
+  }
+  assert(worst <= 2e-7, `max |diff| ${worst}`);
+  opt.release();
+  release(gpu, p, g);
+});
