@@ -134,3 +134,22 @@ export class PlacementError extends TandemError {
 export class InfeasibleResourceError extends TandemError {
   constructor(message: string, options?: { cause?: unknown }) { super('infeasible_resource', message, options); }
 }
+
+/**
+ * A collective RPC (InferenceEngine.collectiveRpc, vLLM's collective_rpc) failed on one or more tensor-parallel
+ * ranks. `failures` names each failed rank with the error it raised there (name and message), or the worker's
+ * crash; the ranks that succeeded are not reported.
+ */
+export class CollectiveRpcError extends TandemError {
+  readonly method: string;
+  readonly failures: ReadonlyArray<{ rank: number; name: string; message: string }>;
+  constructor(info: { engine: string; method: string; failures: Array<{ rank: number; name: string; message: string }> }) {
+    super(
+      'collective_rpc_failed',
+      `collectiveRpc("${info.method}") on engine "${info.engine}" failed on ` +
+        info.failures.map((f) => `rank ${f.rank} (${f.name}: ${f.message})`).join('; '),
+    );
+    this.method = info.method;
+    this.failures = info.failures;
+  }
+}
