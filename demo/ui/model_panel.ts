@@ -166,8 +166,11 @@ export function mountModelPanel(root: HTMLElement, engine: Comlink.Remote<Engine
     root.setAttribute('aria-busy', 'true');
     hooks.onLoadStart();
     showProgress({ phase: kind === 'synthetic' ? 'synthesize' : 'download', loadedBytes: 0 });
+    // Progress messages may still be in flight when load() answers: only this load's, and only until then.
+    let live = true;
+    const onProgress = (e: LoadProgressEvent) => { if (live) showProgress(e); };
     try {
-      const summary = await engine.load(source(), options, Comlink.proxy(showProgress));
+      const summary = await engine.load(source(), options, Comlink.proxy(onProgress)).finally(() => { live = false; });
       showProgress({ phase: 'ready', loadedBytes: 0 });
       progressWhat.textContent = summary.fromCache ? 'Loaded from the cache' : 'Loaded';
       progressBox.dataset.phase = 'ready';
@@ -198,7 +201,7 @@ export function mountModelPanel(root: HTMLElement, engine: Comlink.Remote<Engine
 function renderSummary(s: ModelSummary): HTMLElement {
   const c = s.config;
   const params = estimateParams(s);
-  return h('dl', { class: 'facts', id: 'model-summary' },
+  return h('dl', { class: 'facts', id: 'model-summary', 'data-downloaded-bytes': s.downloadedBytes, 'data-from-cache': String(s.fromCache) },
     h('dt', {}, 'Source'), h('dd', {}, s.label, ' ', s.fromCache ? h('span', { class: 'badge ok' }, 'from cache') : null),
     h('dt', {}, 'Architecture'), h('dd', {}, `${c.numLayers} layers × ${c.hiddenSize} wide, ${c.numHeads} heads, vocabulary ${c.vocabSize.toLocaleString()}`),
     h('dt', {}, 'Weights'), h('dd', {}, `${formatBytes(s.memory.weights)} on the GPU (${s.dtype}), ~${params}`),

@@ -4,6 +4,7 @@
  * (playwright.config.ts's second webServer), in Chromium with WebGPU on SwiftShader. Tiny models only.
  * Screenshots of each view are attached to the test and saved under its output folder.
  */
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Locator, Page, TestInfo } from '@playwright/test';
 import { DEMO_URL, fakeHub, fixturesDir, type RunningServer } from './demo-servers.ts';
@@ -151,15 +152,18 @@ test.describe('loading from a hub-style URL', () => {
     const summary = page.locator('#model-summary');
     await expect(summary).toBeVisible({ timeout: 120_000 });
     await expect(summary).not.toContainText('from cache');
-    await expect(summary).toContainText(/Downloaded\s*569/); // config.json + model.safetensors, ~569 KB
+    // Exactly config.json + model.safetensors came over the network.
+    const fileBytes = statSync(join(TINY, 'config.json')).size + statSync(join(TINY, 'model.safetensors')).size;
+    await expect(summary).toHaveAttribute('data-downloaded-bytes', String(fileBytes));
     const weights = '/facebook/opt-tiny/resolve/main/model.safetensors';
     expect(hub.hits.get(weights)).toBe(1);
-    await expect(page.locator('#cache-size')).toContainText('2 files, 570 KB');
+    await expect(page.locator('#cache-size')).toContainText(`2 files, ${Math.round(fileBytes / 1000)} KB`);
 
     const before = new Map(hub.hits);
     await page.getByRole('button', { name: 'Load model' }).click();
     await expect(summary).toContainText('from cache', { timeout: 120_000 });
     await expect(summary).toContainText(/Downloaded\s*nothing/);
+    await expect(summary).toHaveAttribute('data-downloaded-bytes', '0');
     await expect(progress).toContainText('Loaded from the cache');
     expect(hub.hits).toEqual(before); // not one request: config, weights and the absent files all cached
     await shot(page.locator('#model'), testInfo, 'model-panel-from-cache');
