@@ -24,8 +24,9 @@ import {
   InvalidInputError,
   StaleHandleError,
 } from '../errors.ts';
-import type { BufferBinding, GpuBuffer, Kernel, Recording } from '../gpu/gpu.ts';
+import type { BufferBinding, Gpu, GpuBuffer, Kernel, Recording } from '../gpu/gpu.ts';
 import { LocalGpu } from '../gpu/local.ts';
+import { TensorParallelGroup } from '../gpu/tensor_parallel_group.ts';
 import type { AcquireOptions } from '../gpu/device.ts';
 import { FairShareQueue } from '../cluster/fair_share.ts';
 import {
@@ -34,6 +35,7 @@ import {
   type CommandMessage,
   type ExportRequest,
   type HostMessage,
+  ALL_REDUCE_KERNEL,
   NONE,
   Op,
   type OpenedView,
@@ -50,6 +52,12 @@ export interface AttachOptions {
   memoryBudgetBytes?: number;
   /** Its share of GPU time under contention (its GPU fraction; default 1). */
   weight?: number;
+  /**
+   * A rank of a tensor-parallel engine: the actors attached with the same `group` get all-reduce collectives
+   * across them (RemoteGpu.allReduce), run here as NCCL would run them across GPUs. If one rank detaches,
+   * the others are detached too: the group cannot go on without it.
+   */
+  tensorParallel?: { group: string; rank: number; size: number };
 }
 
 export interface Attached {
@@ -127,6 +135,9 @@ interface Client {
   recordings: Map<number, HostRecording>;
   error: unknown;
   servedCost: number;
+  /** Where its commands run: the host's LocalGpu, or its rank's view of a TensorParallelGroup. */
+  target: Gpu;
+  tp: { group: string; rank: number } | null;
 }
 
 interface Tombstone {
@@ -158,6 +169,8 @@ export class DeviceHost implements HostControl {
   private nextClientId = 1;
   private nextViewId = 0x40000000;
   private generationCounter = 0;
+  /** Tensor-parallel groups by name: the group and its members' client ids by rank. */
+  private tpGroups = new Map<string, { group: TensorParallelGroup; members: Array<number | undefined> }>();
   /** An allocation is in progress: WebGPU error scopes are device-wide, so nothing else runs meanwhile. */
   private allocating = false;
   private paused = false;
@@ -184,11 +197,33 @@ export class DeviceHost implements HostControl {
     if (!(budget >= 0)) throw new InvalidInputError(`attach "${opts.actorId}": memoryBudgetBytes must be >= 0, got ${budget}`);
     const weight = opts.weight ?? 1;
     if (!(weight > 0 && Number.isFinite(weight))) throw new InvalidInputError(`attach "${opts.actorId}": weight must be > 0, got ${weight}`);
+    let target: Gpu = this.gpu;
+    let tpEntry: { group: TensorParallelGroup; members: Array<number | undefined> } | undefined;
+    const tp = opts.tensorParallel;
+    if (tp) {
+      if (!(Number.isInteger(tp.size) && tp.size >= 1 && tp.size <= 4 && Number.isInteger(tp.rank) && tp.rank >= 0 && tp.rank < tp.size)) {
+        throw new InvalidInputError(`attach "${opts.actorId}": tensorParallel rank ${tp.rank} of size ${tp.size} is invalid (size 1 to 4, 0 <= rank < size)`);
+      }
+      tpEntry = this.tpGroups.get(tp.group);
+      if (!tpEntry) {
+        tpEntry = { group: new TensorParallelGroup(this.gpu, tp.size), members: new Array(tp.size) };
+        this.tpGroups.set(tp.group, tpEntry);
+      }
+      if (tpEntry.group.size !== tp.size) {
+        throw new InvalidInputError(`attach "${opts.actorId}": tensor-parallel group "${tp.group}" has ${tpEntry.group.size} ranks, not ${tp.size}`);
+      }
+      if (tpEntry.members[tp.rank] !== undefined) {
+        throw new InvalidInputError(`attach "${opts.actorId}": rank ${tp.rank} of tensor-parallel group "${tp.group}" is already attached`);
+      }
+      target = tpEntry.group.ranks[tp.rank];
+    }
     const channel = new MessageChannel();
     const c: Client = {
       id: this.nextClientId++, actorId: opts.actorId, virtualGpuUuid: opts.virtualGpuUuid, budget, weight,
       port: channel.port1, bytesInUse: 0, entries: new Map(), kernels: new Map(), recordings: new Map(), error: null, servedCost: 0,
+      target, tp: tp ? { group: tp.group, rank: tp.rank } : null,
     };
+    if (tpEntry && tp) tpEntry.members[tp.rank] = c.id;
     this.clients.set(c.id, c);
     c.port.onmessage = (ev: MessageEvent<ClientMessage>) => this.receive(c, ev.data);
     this.post(c, {
@@ -208,8 +243,19 @@ export class DeviceHost implements HostControl {
       else e.target.views.delete(e);
     }
     c.entries.clear();
-    for (const r of c.recordings.values()) if (r.rec) this.gpu.releaseRecording(r.rec);
+    for (const r of c.recordings.values()) if (r.rec) c.target.releaseRecording(r.rec);
     c.recordings.clear();
+    if (c.tp) {
+      // The other ranks would wait for this one at their next all-reduce forever: the group ends with it.
+      const entry = this.tpGroups.get(c.tp.group);
+      this.tpGroups.delete(c.tp.group);
+      if (entry) {
+        entry.group.fail(new ActorDisconnectedError(`rank ${c.tp.rank} ("${c.actorId}") of tensor-parallel group "${c.tp.group}" ${reason}`));
+        for (const id of entry.members) {
+          if (id !== undefined && id !== c.id) this.detach(id, `lost rank ${c.tp.rank} ("${c.actorId}") of its tensor-parallel group "${c.tp.group}"`);
+        }
+      }
+    }
     try {
       this.post(c, { t: 'closed', reason: `actor "${c.actorId}" ${reason}` });
     } catch { /* the worker is gone */ }
@@ -336,7 +382,7 @@ export class DeviceHost implements HostControl {
         if (!live) return;
         const t = this.resolve(c, id);
         this.checkRange(t, off, len, 'write');
-        this.gpu.write(t.buf, data, t.base + off);
+        c.target.write(t.buf, data, t.base + off);
         return;
       }
       case Op.Dispatch:
@@ -348,7 +394,7 @@ export class DeviceHost implements HostControl {
         const s = this.resolve(c, srcId), d = this.resolve(c, dstId);
         this.checkRange(s, srcOff, size, 'copy from');
         this.checkRange(d, dstOff, size, 'copy to');
-        this.gpu.copy(s.buf, s.base + srcOff, d.buf, d.base + dstOff, size);
+        c.target.copy(s.buf, s.base + srcOff, d.buf, d.base + dstOff, size);
         return;
       }
       case Op.Replay: {
@@ -358,11 +404,11 @@ export class DeviceHost implements HostControl {
         if (!hr) throw new GpuValidationError(`recording ${id} of actor "${c.actorId}" was released`);
         if (hr.error) throw hr.error;
         for (const v of hr.views) this.checkView(v);
-        this.gpu.replay(hr.rec!);
+        c.target.replay(hr.rec!);
         return;
       }
       case Op.Flush:
-        if (live) this.gpu.flush();
+        if (live) c.target.flush();
         return;
       case Op.Destroy: {
         const id = r.u32();
@@ -381,7 +427,7 @@ export class DeviceHost implements HostControl {
         const id = r.u32();
         const hr = c.recordings.get(id);
         c.recordings.delete(id);
-        if (hr?.rec) this.gpu.releaseRecording(hr.rec);
+        if (hr?.rec) c.target.releaseRecording(hr.rec);
         return;
       }
       case Op.DefineRecording: {
@@ -395,7 +441,7 @@ export class DeviceHost implements HostControl {
         }
         let i = 0;
         try {
-          hr.rec = this.gpu.capture(() => {
+          hr.rec = c.target.capture(() => {
             for (; i < n; i++) this.dispatchBody(c, r, true, hr.views);
           });
         } catch (e) {
@@ -411,7 +457,7 @@ export class DeviceHost implements HostControl {
           this.request(c, req, () => {
             const t = this.resolve(c, id);
             this.checkRange(t, off, len, 'read');
-            return this.gpu.read(t.buf, t.base + off, len).then((bytes) => {
+            return c.target.read(t.buf, t.base + off, len).then((bytes) => {
               if (t.view) this.checkView(t.view); // freed while the read was in flight: not its data any more
               return bytes;
             });
@@ -421,7 +467,7 @@ export class DeviceHost implements HostControl {
       }
       case Op.Sync: {
         const req = r.u32();
-        if (!this.failRequest(c, req, live)) this.request(c, req, () => this.gpu.sync());
+        if (!this.failRequest(c, req, live)) this.request(c, req, () => c.target.sync());
         return;
       }
       case Op.CreateBuffer: {
@@ -452,6 +498,18 @@ export class DeviceHost implements HostControl {
   /** Parse one dispatch body; when `live`, run it (or capture it, recording the views it binds in `views`). */
   private dispatchBody(c: Client, r: WordReader, live: boolean, views: ViewEntry[] | null): void {
     const kernelId = r.u32(), x = r.u32(), y = r.u32(), z = r.u32(), np = r.u32();
+    if (kernelId === ALL_REDUCE_KERNEL) {
+      // A collective in dispatch form: x = buffer id, y = elements, z = dtype (0 f32, 1 f16).
+      const nb = r.u32(); // 0: no bindings (read first: `r.pos += 3 * r.u32()` would lose the read's advance)
+      r.pos += 3 * nb;
+      if (!live) return;
+      if (!c.target.allReduce) throw new GpuValidationError(`actor "${c.actorId}" asked for an all-reduce but is not a rank of a tensor-parallel group`);
+      const t = this.resolve(c, x);
+      if (t.view || t.base !== 0) throw new GpuValidationError(`actor "${c.actorId}": all-reduce needs one of its own buffers, not an opened handle`);
+      if ((z === 1 ? 2 : 4) * y > t.size) throw new GpuValidationError(`actor "${c.actorId}": all-reduce of ${y} elements overflows buffer ${x} (${t.size} bytes)`);
+      c.target.allReduce(t.buf, y, z === 1 ? 'f16' : 'f32');
+      return;
+    }
     let params: Uint32Array | null = null;
     if (np !== NONE) {
       params = r.words.subarray(r.pos, r.pos + np);
@@ -479,7 +537,7 @@ export class DeviceHost implements HostControl {
     }
     const kernel = c.kernels.get(kernelId);
     if (!kernel) throw new GpuValidationError(`actor "${c.actorId}" dispatched unknown kernel ${kernelId}`);
-    this.gpu.dispatch(kernel, bindings, params, [x, y, z]);
+    c.target.dispatch(kernel, bindings, params, [x, y, z]);
   }
 
   /** When the actor has a pending error (or this list failed), answer request `req` with it. */
@@ -546,8 +604,9 @@ export class DeviceHost implements HostControl {
       this.tombstones.set(e.id, { owner: e.owner.actorId, label: e.buf.label, generation: e.generation, reason });
       if (this.tombstones.size > MAX_TOMBSTONES) this.tombstones.delete(this.tombstones.keys().next().value!);
     }
-    // Openers keep their view entries until they close them; every use now fails as stale.
-    this.gpu.destroyBuffer(e.buf);
+    // Openers keep their view entries until they close them; every use now fails as stale. Through the owner's
+    // target: a tensor-parallel rank may still have queued work using it.
+    e.owner.target.destroyBuffer(e.buf);
   }
 
   private resolve(c: Client, id: number): Resolved {

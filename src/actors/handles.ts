@@ -10,10 +10,11 @@
  * open is closed by one closeHandle (gpu.destroyBuffer on the view).
  */
 import { InvalidInputError } from '../errors.ts';
-import type { BufferBinding, GpuBuffer } from '../gpu/gpu.ts';
+import type { BufferBinding, Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import type { RemoteGpu } from '../gpu/remote.ts';
 import type { BufferHandle } from '../gpu/remote_protocol.ts';
 import type { OptGpuWeights } from '../model/gpu_weights.ts';
+import { copyFullIntoShard } from '../model/tensor_parallel.ts';
 
 export type { BufferHandle } from '../gpu/remote_protocol.ts';
 
@@ -145,14 +146,20 @@ export function weightTensors(weights: OptGpuWeights): Record<string, TensorRef>
 
 /**
  * Copy opened tensors into a model's weights by HF name, on the GPU (no CPU copy), in place: captured steps
- * stay valid. Every weight of the model must be present with its byte size; the caller resets any cache that
+ * stay valid. A tensor-parallel rank copies its shard of each full tensor. Every weight of the model must be present with its byte size; the caller resets any cache that
  * depends on the weights (the engine's prefix cache).
  */
-export function copyIntoWeights(gpu: RemoteGpu, opened: OpenedTensors, weights: OptGpuWeights): number {
+export function copyIntoWeights(gpu: Gpu, opened: OpenedTensors, weights: OptGpuWeights): number {
   let bytes = 0;
   for (const [name, loc] of weights.locations) {
     const t = opened.tensors.get(name);
     if (!t) throw new InvalidInputError(`the exported tensors have no ${name}`);
+    const srcDtype = t.dtype === 'f16' ? 'f16' : 'f32';
+    if (weights.tp.size > 1 || srcDtype !== weights.dtype) {
+      // A tensor-parallel rank takes its shard of the full tensor; another element type is converted: a kernel.
+      bytes += copyFullIntoShard(gpu, t, srcDtype, weights, name);
+      continue;
+    }
     if (t.size !== loc.byteLength) throw new InvalidInputError(`${name}: the exported tensor has ${t.size} bytes, the model's ${loc.byteLength}`);
     gpu.copy(t.buffer, t.offset, loc.buffer, loc.byteOffset, loc.byteLength);
     bytes += loc.byteLength;

@@ -46,6 +46,8 @@ export interface LLMOptions {
    * gpuMemoryUtilization of gpuMemoryBytes holds its weight shards, activations and KV-cache shard.
    */
   tensorParallelSize?: number;
+  /** One Gpu per rank (LLMEngine's option): e.g. a device host's tensor-parallel RemoteGpu connections. */
+  tensorParallelGpus?: readonly Gpu[];
   /** Use this Gpu instead of creating one. */
   gpu?: Gpu;
   /** The model's name in the OpenAI API (default: the model spec). */
@@ -131,14 +133,14 @@ export class LLM {
   static async create(opts: LLMOptions): Promise<LLM> {
     const util = opts.gpuMemoryUtilization ?? 0.9;
     if (!(util > 0 && util <= 1)) throw new InvalidInputError(`gpuMemoryUtilization must be in (0, 1], got ${util}`);
-    const gpu = opts.gpu ?? await LocalGpu.create();
+    const gpu = opts.gpu ?? opts.tensorParallelGpus?.[0] ?? await LocalGpu.create();
     const ckpt = await loadCheckpoint(opts.model);
     const config = parseOptConfig(ckpt.configJson);
     const { dtype, blockSize, maxModelLen, maxNumSeqs, maxNumBatchedTokens } = engineSizes(config, opts);
     const e = dtype === 'f16' ? 2 : 4;
     // Weights are known from the checkpoint; activations from the runner's sizes (its peak is these buffers).
     // Per rank under tensor parallelism: split tensors count their share (src/model/tensor_parallel.ts).
-    const tp = opts.tensorParallelSize ?? 1;
+    const tp = opts.tensorParallelGpus?.length ?? opts.tensorParallelSize ?? 1;
     let weightBytes = 0;
     for (const [name, t] of ckpt.tensors) {
       const share = shardAxis(name) === 'replicated' ? 1 : 1 / tp;
@@ -156,7 +158,7 @@ export class LLM {
     }
     const engine = await LLMEngine.create(gpu, ckpt, {
       dtype, blockSize, numBlocks, maxNumSeqs, maxNumBatchedTokens, maxModelLen, enablePrefixCaching: opts.enablePrefixCaching,
-      numLookaheadTokens: opts.numLookaheadTokens, tensorParallelSize: tp,
+      numLookaheadTokens: opts.numLookaheadTokens, tensorParallelSize: tp, tensorParallelGpus: opts.tensorParallelGpus,
     });
     const tokenizer = await OptTokenizer.load();
     // Per rank (each rank's virtual GPU holds the same amounts).

@@ -121,6 +121,12 @@ export interface EngineOptions {
    * step runs on all ranks with two all-reduces per layer. Default 1.
    */
   tensorParallelSize?: number;
+  /**
+   * One Gpu per tensor-parallel rank, each able to all-reduce with the others (e.g. RemoteGpu connections of a
+   * device host's tensor-parallel group, one per virtual GPU): rank r runs on tensorParallelGpus[r]. Without it,
+   * tensorParallelSize ranks share the engine's Gpu through a TensorParallelGroup.
+   */
+  tensorParallelGpus?: readonly Gpu[];
 }
 
 /** One tensor-parallel rank: its view of the device, its weight shards, its runner (KV-cache shard). */
@@ -196,12 +202,19 @@ export class LLMEngine {
     const numLookaheadTokens = Math.min(opts.numLookaheadTokens ?? 7, MAX_LOOKAHEAD);
     const scheduler = new Scheduler<SamplingParams>({ maxNumSeqs, maxNumBatchedTokens, numLookaheadTokens }, kv);
     const runnerOptions: ModelRunnerConfig = { maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks: opts.numBlocks, kvDtype: dtype };
-    const size = opts.tensorParallelSize ?? 1;
+    const given = opts.tensorParallelGpus;
+    const size = given?.length ?? opts.tensorParallelSize ?? 1;
+    if (given && opts.tensorParallelSize !== undefined && opts.tensorParallelSize !== size) {
+      throw new InvalidInputError(`tensorParallelSize ${opts.tensorParallelSize} disagrees with the ${size} tensorParallelGpus given`);
+    }
+    if (given && size > 1 && given.some((g) => !g.allReduce)) {
+      throw new InvalidInputError('tensorParallelGpus must support allReduce (ranks of one tensor-parallel group)');
+    }
     checkTensorParallel(config, { rank: 0, size });
-    const group = size > 1 ? await TensorParallelGroup.create(gpu, size) : null;
+    const group = !given && size > 1 ? await TensorParallelGroup.create(gpu, size) : null;
     const ranks: Rank[] = [];
     for (let r = 0; r < size; r++) {
-      const rankGpu = group ? group.ranks[r] : gpu;
+      const rankGpu = given ? given[r] : group ? group.ranks[r] : gpu;
       const weights = await uploadWeights(rankGpu, config, ckpt.tensors, dtype, { rank: r, size });
       ranks.push({ gpu: rankGpu, weights, runner: await ModelRunner.create(rankGpu, config, weights, runnerOptions) });
     }

@@ -18,6 +18,7 @@ import {
   type ExportRequest,
   type HostMessage,
   type KernelDef,
+  ALL_REDUCE_KERNEL,
   NONE,
   Op,
   type OpenedView,
@@ -287,6 +288,28 @@ export class RemoteGpu implements Gpu {
     this.list.big(dstOffset);
     this.list.big(size);
     this.cost += 1;
+  }
+
+  /**
+   * Tensor-parallel all-reduce with the other ranks of this actor's group (DeviceHost.attach's tensorParallel):
+   * sent as a dispatch body the host recognises, so it may also be captured between dispatches.
+   */
+  allReduce(buffer: GpuBuffer, elements: number, dtype: 'f32' | 'f16'): void {
+    let w: WordWriter;
+    if (this.capturing) {
+      w = this.capturing;
+      this.captured++;
+    } else {
+      this.opStart(Op.Dispatch);
+      w = this.list;
+      this.cost += 1;
+    }
+    w.u32(ALL_REDUCE_KERNEL);
+    w.u32(buffer.id);
+    w.u32(elements);
+    w.u32(dtype === 'f16' ? 1 : 0);
+    w.u32(NONE);
+    w.u32(0);
   }
 
   capture(record: () => void): Recording {

@@ -24,6 +24,13 @@ import {
 import type { GpuCaps } from './device.ts';
 
 /** Operation codes of a command list. Each is followed by the words listed. */
+/**
+ * A dispatch body whose kernel id is this is an all-reduce collective (tensor parallelism), not a kernel:
+ * x = buffer id, y = elements, z = dtype (0 f32, 1 f16), no params, no bindings. Dispatch form lets it sit
+ * inside recordings between the dispatches it orders.
+ */
+export const ALL_REDUCE_KERNEL = 0xfffffffe;
+
 export const Op = {
   /** bufferId, byteOffset(2), byteLength(2), inline: wordCount then words | blob: 0xffffffff then blob index */
   Write: 1,

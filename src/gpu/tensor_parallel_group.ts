@@ -17,22 +17,30 @@ export class TensorParallelGroup {
   readonly ranks: Gpu[];
   private readonly base: Gpu;
   private readonly views: RankGpu[];
-  private dummies: GpuBuffer[] = [];
   /** Collectives run so far (all ranks together count one). */
   collectives = 0;
+  /** Set when the group can no longer make progress (a rank left); every later collective throws it. */
+  private broken: Error | null = null;
 
-  private constructor(base: Gpu, size: number) {
+  constructor(base: Gpu, size: number) {
+    if (!Number.isInteger(size) || size < 1 || size > 4) throw new RangeError(`a tensor-parallel group has 1 to 4 ranks, not ${size}`);
     this.base = base;
     this.size = size;
     this.views = Array.from({ length: size }, (_, r) => new RankGpu(this, base, r));
     this.ranks = this.views;
   }
 
-  static async create(base: Gpu, size: number): Promise<TensorParallelGroup> {
-    if (!Number.isInteger(size) || size < 1 || size > 4) throw new RangeError(`a tensor-parallel group has 1 to 4 ranks, not ${size}`);
-    const g = new TensorParallelGroup(base, size);
-    for (let i = size; i < 4; i++) g.dummies.push(await base.createBuffer(16, `tp.dummy${i}`));
-    return g;
+  static create(base: Gpu, size: number): Promise<TensorParallelGroup> {
+    return Promise.resolve(new TensorParallelGroup(base, size));
+  }
+
+  /** Mark the group unusable (e.g. the device host lost one of its rank actors): collectives throw `error`. */
+  fail(error: Error): void {
+    this.broken ??= error;
+  }
+
+  checkUsable(): void {
+    if (this.broken) throw this.broken;
   }
 
   /** Run what can run: each rank's queued work up to its next collective, and every collective all ranks reached. */
@@ -54,15 +62,12 @@ export class TensorParallelGroup {
   private runAllReduce(buffers: GpuBuffer[], elements: number, dtype: 'f32' | 'f16'): void {
     this.collectives++;
     if (this.size === 1) return;
-    const k = this.base.kernel(shaderSource('all_reduce', { A: dtype, RANKS: this.size }));
-    const bindings = [...buffers, ...this.dummies].slice(0, 4);
-    this.base.dispatch(k, bindings, packParams([elements]), grid1d(Math.ceil(elements / 256)));
+    const k = this.base.kernel({ ...shaderSource('all_reduce', { A: dtype }), entryPoint: `main${this.size}` });
+    this.base.dispatch(k, buffers, packParams([elements]), grid1d(Math.ceil(elements / 256)));
   }
 
-  release(): void {
-    for (const d of this.dummies) this.base.destroyBuffer(d);
-    this.dummies = [];
-  }
+  /** Nothing of its own to free (kept for symmetry with the ranks' owners). */
+  release(): void {}
 }
 
 type Op = { kind: 'op'; run: () => void } | { kind: 'reduce'; buffer: GpuBuffer; elements: number; dtype: 'f32' | 'f16' };
@@ -138,6 +143,7 @@ class RankGpu implements Gpu {
     this.submit({ kind: 'op', run: () => this.base.copy(src, srcOffset, dst, dstOffset, size) });
   }
   allReduce(buffer: GpuBuffer, elements: number, dtype: 'f32' | 'f16'): void {
+    this.group.checkUsable();
     this.submit({ kind: 'reduce', buffer, elements, dtype });
   }
   capture(record: () => void): Recording {

@@ -1,5 +1,9 @@
-import { ConfigError } from '../errors.ts';
+import { ConfigError, WeightMismatchError } from '../errors.ts';
+import type { BufferBinding, Gpu, GpuBuffer } from '../gpu/gpu.ts';
+import { packParams } from '../gpu/gpu.ts';
+import { grid1d, shaderSource } from '../kernels/shader.ts';
 import type { OptConfig } from './config.ts';
+import type { OptGpuWeights } from './gpu_weights.ts';
 import { convertTensor } from './weights/dtype.ts';
 import type { HostTensor, StorageDType } from './weights/types.ts';
 
@@ -98,4 +102,45 @@ export function unshardTensor(name: string, shards: readonly Uint8Array[], fullS
     for (let row = 0; row < outRows; row++) out.set(s.subarray(row * rowBytes, (row + 1) * rowBytes), (row * inCols + r * cols) * elementBytes);
   });
   return out;
+}
+
+/**
+ * Copy rank weights.tp.rank's shard of the full HF tensor `name`, which `src` holds (elements of `srcDtype`,
+ * HF shape, e.g. an opened handle of a trainer's parameter), into the model's weights on the GPU, converting to
+ * the weights' element type: the weight sync of a tensor-parallel engine, with no CPU copy. Returns the bytes
+ * written. Throws WeightMismatchError for an unknown name or a source of the wrong size.
+ */
+export function copyFullIntoShard(
+  gpu: Gpu, src: BufferBinding & { buffer: GpuBuffer }, srcDtype: 'f32' | 'f16', weights: OptGpuWeights, name: string,
+): number {
+  const loc = weights.locations.get(name);
+  if (!loc) throw new WeightMismatchError(`the model has no tensor ${name}`);
+  const numel = loc.shape.reduce((a, b) => a * b, 1);
+  const srcBytes = numel * (srcDtype === 'f16' ? 2 : 4);
+  if (src.size !== undefined && src.size < srcBytes) {
+    throw new WeightMismatchError(`${name}: the source holds ${src.size} bytes, the full tensor [${loc.shape}] needs ${srcBytes}`);
+  }
+  const dstElem = weights.dtype === 'f16' ? 2 : 4;
+  const tp = weights.tp;
+  const axis = tp.size === 1 ? 'replicated' : shardAxis(name);
+  const inner = loc.shape.length > 1 ? loc.shape[loc.shape.length - 1] : 1;
+  let rows: number, cols: number, srcBase: number, srcStride: number;
+  if (axis === 'columns') {
+    cols = inner / tp.size;
+    rows = numel / inner;
+    srcBase = tp.rank * cols;
+    srcStride = inner;
+  } else {
+    const localNumel = loc.localShape.reduce((a, b) => a * b, 1);
+    cols = inner;
+    rows = localNumel / inner;
+    srcBase = axis === 'rows' ? tp.rank * localNumel : 0;
+    srcStride = inner;
+  }
+  if (loc.byteOffset % dstElem !== 0) throw new Error(`${name}: byte offset ${loc.byteOffset} is not element-aligned`);
+  const k = gpu.kernel(shaderSource('copy_shard', { S: srcDtype, D: weights.dtype }));
+  // The destination is bound whole (a shard's offset inside a fused buffer need not meet the binding alignment).
+  gpu.dispatch(k, [{ buffer: src.buffer, offset: src.offset ?? 0, size: srcBytes }, loc.buffer],
+    packParams([rows, cols, srcBase, srcStride, loc.byteOffset / dstElem]), grid1d(Math.ceil((rows * cols) / 256)));
+  return loc.byteLength;
 }

@@ -1,6 +1,10 @@
 // Megatron-style tensor parallelism on one device (src/model/tensor_parallel.ts, src/gpu/tensor_parallel_group.ts):
 // the ranks' logits against HF's float64 reference (same tolerance as TP=1) and against TP=1 itself.
-import { ConfigError } from '../../src/errors.ts';
+import { ActorDisconnectedError, ConfigError } from '../../src/errors.ts';
+import { DeviceHost } from '../../src/actors/device_host.ts';
+import { RemoteGpu } from '../../src/gpu/remote.ts';
+import { closeTensors, copyIntoWeights, exportHandles, openTensors, type TensorRef } from '../../src/actors/handles.ts';
+import type { Checkpoint } from '../../src/model/weights/types.ts';
 import { OptModel } from '../../src/model/opt.ts';
 import { TensorParallelOptModel } from '../../src/model/tensor_parallel_model.ts';
 import { LLMEngine } from '../../src/engine/llm_engine.ts';
@@ -69,4 +73,73 @@ Deno.test('engine with tensorParallelSize 2: greedy tokens of every fixture prom
   const a = await single.generate([ref.prompts[1]], params), b = await tp.generate([ref.prompts[1]], params);
   assertEquals(b[0].tokenIds, a[0].tokenIds, 'after updateWeights');
   assert(a[0].tokenIds.join() !== want[1].tokenIds.join(), 'the update changed the output');
+});
+
+Deno.test('tensor parallelism across device-host actors: two RemoteGpu ranks on their own virtual GPUs all-reduce through the host and generate what TP=1 does; losing a rank detaches its peer', { sanitizeResources: false, sanitizeOps: false }, async () => {
+  const host = await DeviceHost.create();
+  const { ref } = await readReference('opt-tiny');
+  const opts = { numBlocks: 64, blockSize: 16, maxNumSeqs: 8, numLookaheadTokens: 7 };
+  const params = { maxTokens: 12, ignoreEos: true };
+  const single = await LLMEngine.create(host.gpu, `${FIXTURES}opt-tiny`, opts);
+  const want = await single.generate(ref.prompts, params);
+  const ranks = await Promise.all([0, 1].map((rank) => RemoteGpu.connect(host.attach({
+    actorId: `engine-0-rank-${rank}`, virtualGpuUuid: `GPU-${rank}`, memoryBudgetBytes: 64 << 20, tensorParallel: { group: 'engine-0', rank, size: 2 },
+  }).port)));
+  const tp = await LLMEngine.create(ranks[0], `${FIXTURES}opt-tiny`, { ...opts, tensorParallelGpus: ranks });
+  const got = await tp.generate(ref.prompts, params);
+  for (let i = 0; i < ref.prompts.length; i++) assertEquals(got[i].tokenIds, want[i].tokenIds, `prompt ${i}`);
+  const perRank = host.stats().clients.filter((c) => c.actorId.startsWith('engine-0-rank-'));
+  assertEquals(perRank.length, 2);
+  assert(perRank.every((c) => c.bytesInUse > 0 && c.bytesInUse <= 64 << 20), 'each rank allocates within its own budget');
+  // A rank alone is not an engine: detaching rank 1 detaches rank 0, whose next call fails with a typed error.
+  host.detach(host.stats().clients.find((c) => c.actorId === 'engine-0-rank-1')!.clientId, 'was terminated');
+  assertEquals(host.stats().clients.filter((c) => c.actorId.startsWith('engine-0-rank-')).length, 0);
+  await assertRejects(() => tp.generate([ref.prompts[0]], params), ActorDisconnectedError, 'engine-0');
+  host.destroy();
+});
+
+Deno.test('weight sync by handles into tensor-parallel ranks: each rank copies its shard of a full f32 tensor (and f16 engines convert)', { sanitizeResources: false, sanitizeOps: false }, async () => {
+  const host = await DeviceHost.create();
+  const { ref } = await readReference('opt-tiny');
+  const params = { maxTokens: 10, ignoreEos: true };
+  const ckpt = await loadCheckpoint(`${FIXTURES}opt-tiny`);
+  // The "trainer": an actor holding the real weights, one f32 buffer per HF tensor, exported per tensor and packed.
+  const trainer = await RemoteGpu.connect(host.attach({ actorId: 'trainer-0', virtualGpuUuid: 'GPU-0' }).port);
+  const refs: Record<string, TensorRef> = {};
+  for (const [name, t] of ckpt.tensors) {
+    const buf = await trainer.createBuffer(t.bytes.byteLength, name);
+    trainer.write(buf, t.bytes);
+    refs[name] = { buffer: buf, byteOffset: 0, byteLength: t.bytes.byteLength, dtype: 'f32', shape: t.shape };
+  }
+  await trainer.sync();
+  const want = await (await LLMEngine.create(host.gpu, ckpt, { numBlocks: 32 })).generate(ref.prompts, params);
+  for (const packed of [false, true]) {
+    const { exported } = await exportHandles(trainer, refs, { packed });
+    const ranks = await Promise.all([0, 1].map((rank) => RemoteGpu.connect(host.attach({
+      actorId: `engine-rank-${rank}-${packed}`, virtualGpuUuid: 'GPU-0', tensorParallel: { group: `e-${packed}`, rank, size: 2 },
+    }).port)));
+    // Engines start from zeros (vLLM colocate's engines load dummy weights); the sync must make them the model.
+    const zeros: Checkpoint = { ...ckpt, tensors: new Map([...ckpt.tensors].map(([n, t]) => [n, { ...t, bytes: new Uint8Array(t.bytes.byteLength) }])) };
+    const engine = await LLMEngine.create(ranks[0], zeros, { numBlocks: 32, tensorParallelGpus: ranks });
+    for (const [r, rank] of engine.ranks.entries()) {
+      const opened = await openTensors(ranks[r], exported);
+      copyIntoWeights(rank.gpu, opened, rank.weights);
+      await ranks[r].sync();
+      closeTensors(ranks[r], opened);
+    }
+    engine.kv.resetPrefixCache();
+    const got = await engine.generate(ref.prompts, params);
+    for (let i = 0; i < ref.prompts.length; i++) assertEquals(got[i].tokenIds, want[i].tokenIds, `packed=${packed} prompt ${i}`);
+  }
+  if (host.gpu.caps.shaderF16) {
+    // An f16 engine (TP=1) converts the f32 tensors on the GPU as it copies them.
+    const { exported } = await exportHandles(trainer, refs, {});
+    const g = await RemoteGpu.connect(host.attach({ actorId: 'engine-f16', virtualGpuUuid: 'GPU-0' }).port);
+    const m = await OptModel.load(g, { ...ckpt, tensors: new Map([...ckpt.tensors].map(([n, t]) => [n, { ...t, bytes: new Uint8Array(t.bytes.byteLength) }])) }, { dtype: 'f16' });
+    const opened = await openTensors(g, exported);
+    copyIntoWeights(g, opened, m.weights);
+    const direct = await OptModel.load(host.gpu, ckpt, { dtype: 'f16' });
+    assertEquals(Array.from(await m.logits(ref.prompts[0])), Array.from(await direct.logits(ref.prompts[0])), 'f16 engine synced from f32 handles');
+  }
+  host.destroy();
 });
