@@ -94,3 +94,16 @@ export {
   type VirtualGpu,
 } from './cluster/index.ts';
 export { InfeasibleResourceError, PlacementError } from './errors.ts';
+
+// The serving engine's user-facing API (continuous batching, streaming, OpenAI-style completions, metrics).
+export {
+  type CompletionOutput,
+  type EngineMetrics,
+  type GenerateSamplingParams,
+  LLM,
+  type LLMOptions,
+  type Prompt,
+  type StreamDelta,
+  type StreamSamplingParams,
+} from './engine/llm.ts';
+export { KvCacheTooSmallError } from './engine/errors.ts';

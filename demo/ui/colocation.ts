@@ -18,6 +18,8 @@ const DESCRIPTIONS: Record<ScenarioName, string> = {
   'rl-loop': 'Generate, score, train, sync, repeat: reward and loss per iteration, drawn as the loop runs.',
 };
 
+const RUN_LABELS: Record<ScenarioName, string> = { 'placement': 'Place actors', 'colocate': 'Run colocate scenario', 'rl-loop': 'Run RL loop' };
+
 let scenarioWorker: Comlink.Remote<ScenarioApi> | null = null;
 function scenarios(): Comlink.Remote<ScenarioApi> {
   scenarioWorker ??= Comlink.wrap<ScenarioApi>(new Worker(new URL('../worker/scenario.worker.ts', import.meta.url), { type: 'module', name: 'tandem-scenarios' }));
@@ -32,7 +34,7 @@ function scenarioCard(name: ScenarioName): HTMLElement {
   const available = SCENARIOS[name] !== null;
   const title = SCENARIO_TITLES[name];
   const body = h('div', { class: 'scenario-body' });
-  const run = h('button', { type: 'button', disabled: !available }, `Run ${title.toLowerCase()}`);
+  const run = h('button', { type: 'button', disabled: !available }, RUN_LABELS[name]);
   const status = h('div', { role: 'status', class: 'hint' });
   const card = h('section', { class: 'card coming', id: `scenario-${name}`, 'aria-labelledby': `scenario-${name}-title`, 'data-available': String(available) },
     h('h2', { id: `scenario-${name}-title` }, title, available ? null : h('span', { class: 'badge off tag' }, 'coming with the colocation work')),
