@@ -1,0 +1,76 @@
+/**
+ * The colocate worker extension (vLLM's `rlhf_utils.ColocateWorkerExtension`): mixed into every rank of an
+ * InferenceEngine (`workerExtension: COLOCATE_EXTENSION_URL`), called through `collectiveRpc`:
+ * - `reportDeviceId()`: the rank's virtual GPU uuid;
+ * - `updateWeightsFromIpcHandles(handles)`: the rank picks the handles exported on its own virtual GPU (keyed by
+ *   uuid, as the training actors give them), opens them (zero-copy views of the trainer's memory) and copies
+ *   them on the GPU into its (possibly sharded) weights; the prefix cache is reset;
+ * - `checkWeightsChanged(handles?)`: without handles, every weight of the rank is zero (what the reference
+ *   checks after its trainers zeroed theirs); with handles, every weight of the rank equals its shard of the
+ *   trainer's tensor, bit for bit (for trainers that trained instead of zeroing). Read back on the CPU: a check,
+ *   not a fast path.
+ */
+import { InvalidInputError } from '../errors.ts';
+import { shardTensor } from '../model/tensor_parallel.ts';
+import { closeTensors, copyIntoWeights, openTensors } from './handles.ts';
+import type { EngineRank } from './extensions.ts';
+import type { WeightHandles } from './training_actor.ts';
+
+/** This module, for InferenceEngine's `workerExtension` option. */
+export const COLOCATE_EXTENSION_URL: string = new URL('./colocate_extension.ts', import.meta.url).href;
+
+export class ColocateWorkerExtension {
+  reportDeviceId(this: EngineRank): string {
+    return this.virtualGpuUuid;
+  }
+
+  async updateWeightsFromIpcHandles(this: EngineRank, handles: WeightHandles): Promise<{ tensors: number; bytes: number }> {
+    const exported = handles[this.virtualGpuUuid];
+    if (!exported) {
+      throw new InvalidInputError(
+        `rank ${this.rank} on virtual GPU ${this.virtualGpuUuid} got no handles from that GPU (handles from: ${Object.keys(handles).join(', ') || 'none'})`,
+      );
+    }
+    const opened = await openTensors(this.gpu, exported);
+    try {
+      const bytes = copyIntoWeights(this.gpu, opened, this.weights);
+      // Cached prefix blocks hold keys and values of the old weights.
+      this.llm.engine.kv.resetPrefixCache();
+      // Once the host has run the copies, any later work on the device (the next step, a trainer's update)
+      // is ordered after them: what torch.cuda.synchronize() guarantees in the reference, without a GPU wait.
+      await this.gpu.executed();
+      return { tensors: opened.tensors.size, bytes };
+    } finally {
+      closeTensors(this.gpu, opened);
+    }
+  }
+
+  async checkWeightsChanged(this: EngineRank, handles?: WeightHandles): Promise<boolean> {
+    const weights = this.weights;
+    if (!handles) {
+      for (const loc of weights.locations.values()) {
+        const words = new Uint32Array(await this.gpu.read(loc.buffer, loc.byteOffset, loc.byteLength));
+        // +0 and -0 both count as zero (torch.allclose(p, zeros) in the reference).
+        if (words.some((w) => (w & 0x7fffffff) !== 0)) return false;
+      }
+      return true;
+    }
+    const exported = handles[this.virtualGpuUuid];
+    if (!exported) throw new InvalidInputError(`rank ${this.rank}: no handles from virtual GPU ${this.virtualGpuUuid}`);
+    const opened = await openTensors(this.gpu, exported);
+    try {
+      const storage = weights.dtype === 'f16' ? 'F16' : 'F32';
+      for (const [name, loc] of weights.locations) {
+        const src = opened.tensors.get(name);
+        if (!src) return false;
+        const full = new Uint8Array(await this.gpu.read(src.buffer, src.offset, src.size));
+        const want = shardTensor(name, { dtype: 'F32', shape: src.shape, bytes: full }, this.tensorParallel, storage).bytes;
+        const got = new Uint8Array(await this.gpu.read(loc.buffer, loc.byteOffset, loc.byteLength));
+        if (got.length !== want.length || got.some((b, i) => b !== want[i])) return false;
+      }
+      return true;
+    } finally {
+      closeTensors(this.gpu, opened);
+    }
+  }
+}

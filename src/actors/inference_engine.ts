@@ -1,0 +1,267 @@
+/**
+ * InferenceEngine: a serving engine (LLM) with `tensorParallelSize` ranks placed on bundles of a placement group,
+ * as vLLM's engines in the RLHF colocate example (`distributed_executor_backend="ray"`, VLLM_RAY_BUNDLE_INDICES,
+ * VLLM_RAY_PER_WORKER_GPUS, worker_extension_cls).
+ *
+ *   const engine = await InferenceEngine.create({
+ *     cluster, host, placementGroup: pg, bundleIndices: [0, 1], tensorParallelSize: 2,
+ *     gpuMemoryUtilization: 0.4, model: 'synthetic:opt-125m:1', workerExtension: COLOCATE_EXTENSION_URL,
+ *   });
+ *   await engine.collectiveRpc('reportDeviceId');   // one virtual GPU uuid per rank
+ *
+ * Rank r is a cluster actor of `numGpusPerWorker` (default 0.4) on bundle `bundleIndices[r]`, and a client of the
+ * device host attached on that bundle's virtual GPU with the placement's memory budget and fair-queue weight.
+ * All ranks' connections are driven by one engine worker (engine_worker.ts says why: one LLMEngine steps the
+ * ranks in lockstep; the device host runs the collectives), so the engine costs one Web Worker, not N.
+ *
+ * Faults: a worker that dies (uncaught error, terminate()) has every rank detached from the host (buffers
+ * freed, handles invalidated) and every placement released; calls in flight reject. A rank whose placement the
+ * cluster kills (kill(), its placement group removed) is detached alone; collectiveRpc then rejects with a
+ * CollectiveRpcError naming that rank (the others answer, or fail too, as they may).
+ */
+import * as Comlink from 'comlink';
+import { ActorDisconnectedError, CollectiveRpcError, InvalidInputError } from '../errors.ts';
+import type { ActorPlacement } from '../cluster/actor.ts';
+import type { Cluster } from '../cluster/cluster.ts';
+import type { PlacementGroup } from '../cluster/placement_group.ts';
+import type { CompletionOutput, GenerateSamplingParams, LLMOptions, Prompt } from '../engine/llm.ts';
+import type { AttachOptions, HostControl } from './device_host.ts';
+import type { EngineWorker, RankConnection, RankOutcome } from './engine_worker.ts';
+
+export interface InferenceEngineOptions {
+  cluster: Cluster;
+  /** The device host (in-process DeviceHost, or a host worker's comlink control). */
+  host: HostControl;
+  placementGroup: PlacementGroup;
+  /** One bundle per rank (VLLM_RAY_BUNDLE_INDICES). */
+  bundleIndices: readonly number[];
+  /** Default: bundleIndices.length. */
+  tensorParallelSize?: number;
+  /** Each rank's share of its bundle's GPU (VLLM_RAY_PER_WORKER_GPUS). Default 0.4. */
+  numGpusPerWorker?: number;
+  /** Share of each rank's virtual GPU memory the engine sizes itself to (weights + activations + KV cache). */
+  gpuMemoryUtilization?: number;
+  /** A checkpoint spec the worker loads: a directory, an http(s) URL, or `synthetic:CONFIG:SEED`. */
+  model: string;
+  /** A worker-extension module URL (`#ClassName` optional) mixed into every rank (worker_extension_cls). */
+  workerExtension?: string | URL;
+  /** Names the engine's actors ("engine-0" gives "engine-0.rank0", ...). */
+  name?: string;
+  /** The engine worker's module (default engine_worker.ts next to this file; bundles pass their own). */
+  workerUrl?: string | URL;
+  /** More LLM options (dtype, blockSize, maxNumSeqs, maxModelLen, enablePrefixCaching, numLookaheadTokens). */
+  engineOptions?: Omit<LLMOptions, 'model' | 'gpu' | 'tensorParallelSize' | 'gpuMemoryUtilization' | 'gpuMemoryBytes'>;
+}
+
+interface RankSlot {
+  placement: ActorPlacement;
+  clientId: number;
+  /** Why it is gone, once detached. */
+  failed: string | null;
+}
+
+let nextEngine = 0;
+
+export class InferenceEngine {
+  readonly name: string;
+  readonly tensorParallelSize: number;
+  /** Each rank's connection (actor id, virtual GPU uuid, budget), rank order. */
+  readonly connections: readonly RankConnection[];
+  /** The engine's per-rank memory (weights, KV cache) and the extension's methods. */
+  readonly memory: { weights: number; kvCache: number; kvPerBlock: number; numBlocks: number; extensionMethods: string[] };
+  /** Resolves with the message when the worker dies; its ranks are detached and placements released by then. */
+  readonly crashed: Promise<string>;
+  private readonly api: Comlink.Remote<EngineWorker>;
+  private readonly worker: Worker;
+  private readonly host: HostControl;
+  private readonly slots: RankSlot[];
+  private dead: string | null = null;
+
+  private constructor(
+    a: {
+      name: string; api: Comlink.Remote<EngineWorker>; worker: Worker; host: HostControl; slots: RankSlot[]; connections: RankConnection[];
+      memory: InferenceEngine['memory']; crashed: Promise<string>;
+    },
+  ) {
+    this.name = a.name;
+    this.api = a.api;
+    this.worker = a.worker;
+    this.host = a.host;
+    this.slots = a.slots;
+    this.connections = a.connections;
+    this.tensorParallelSize = a.slots.length;
+    this.memory = a.memory;
+    this.crashed = a.crashed;
+  }
+
+  static async create(opts: InferenceEngineOptions): Promise<InferenceEngine> {
+    const size = opts.tensorParallelSize ?? opts.bundleIndices.length;
+    if (!(Number.isInteger(size) && size >= 1)) throw new InvalidInputError(`tensorParallelSize must be a positive integer, got ${size}`);
+    if (opts.bundleIndices.length !== size) {
+      throw new InvalidInputError(`bundleIndices names ${opts.bundleIndices.length} bundles (${opts.bundleIndices.join(',')}) for tensorParallelSize ${size}: give one per rank`);
+    }
+    const name = opts.name ?? `engine-${nextEngine++}`;
+    const numGpus = opts.numGpusPerWorker ?? 0.4;
+    await opts.placementGroup.ready();
+    // Ranks are actors of their own on their bundles; they are placed (or refused) before any worker starts.
+    const placements: ActorPlacement[] = [];
+    try {
+      for (const [r, bundleIndex] of opts.bundleIndices.entries()) {
+        placements.push(await opts.cluster.scheduleActor({ name: `${name}.rank${r}`, numGpus, placementGroup: opts.placementGroup, bundleIndex }));
+      }
+    } catch (e) {
+      for (const p of placements) p.release();
+      throw e;
+    }
+    const url = opts.workerUrl ?? new URL('./engine_worker.ts', import.meta.url);
+    const worker = new Worker(url, { type: 'module', name });
+    const api = Comlink.wrap<EngineWorker>(worker);
+    const slots: RankSlot[] = [];
+    let engine: InferenceEngine | null = null;
+    let onCrash: (m: string) => void = () => {};
+    const crashed = new Promise<string>((resolve) => (onCrash = resolve));
+    let tornDown = false;
+    const teardown = async (reason: string) => {
+      if (tornDown) return;
+      tornDown = true;
+      worker.terminate();
+      for (const s of slots) if (s.failed === null) { s.failed = reason; await opts.host.detach(s.clientId, reason); }
+      for (const p of placements) p.release();
+    };
+    worker.addEventListener('error', (ev) => {
+      // Keep the error from taking the parent down (Deno's default); clean up after the worker.
+      ev.preventDefault();
+      if (engine?.dead) return;
+      if (engine) engine.dead = `its worker crashed: ${ev.message}`;
+      void teardown(`crashed: ${ev.message}`).then(() => onCrash(ev.message));
+    });
+    const starting = <T>(p: Promise<T>) => Promise.race([p, crashed.then((m): never => { throw new ActorDisconnectedError(`engine "${name}" crashed while starting: ${m}`); })]);
+    try {
+      const ports: MessagePort[] = [];
+      for (const [r, p] of placements.entries()) {
+        const gpu = p.gpus[0];
+        const attach: AttachOptions & { tensorParallel?: { group: string; rank: number; size: number } } = {
+          actorId: `${name}.rank${r}`, virtualGpuUuid: gpu.uuid, memoryBudgetBytes: gpu.memoryBudgetBytes, weight: gpu.fraction,
+          tensorParallel: { group: name, rank: r, size },
+        };
+        const a = await opts.host.attach(attach);
+        slots.push({ placement: p, clientId: a.clientId, failed: null });
+        ports.push(a.port);
+      }
+      const connections = await starting(api.connectRanks(Comlink.transfer(ports, ports)));
+      const gpuMemoryBytes = opts.cluster.gpu(placements[0].gpus[0].uuid)!.memoryBytes;
+      const memory = await starting(api.createEngine({
+        ...opts.engineOptions, model: opts.model, gpuMemoryUtilization: opts.gpuMemoryUtilization, gpuMemoryBytes,
+        workerExtension: opts.workerExtension === undefined ? undefined : String(opts.workerExtension),
+      }));
+      engine = new InferenceEngine({ name, api, worker, host: opts.host, slots, connections, memory, crashed });
+      const e = engine;
+      for (const [r, s] of slots.entries()) {
+        s.placement.onKill((why) => void e.failRank(r, `was killed by the cluster (${why.kind})`));
+      }
+      return engine;
+    } catch (e) {
+      await teardown('failed to start');
+      throw e;
+    }
+  }
+
+  /** The bundles' virtual GPUs, rank order (what reportDeviceId should answer). */
+  get placedDeviceIds(): string[] {
+    return this.slots.map((s) => s.placement.gpus[0].uuid);
+  }
+
+  /** Each rank's cluster placement. */
+  get placements(): ActorPlacement[] {
+    return this.slots.map((s) => s.placement);
+  }
+
+  private checkAlive(): void {
+    if (this.dead) throw new ActorDisconnectedError(`engine "${this.name}" is gone: ${this.dead}`);
+  }
+
+  /** Race a worker call with the worker's death (a call in flight to a dead worker never answers). */
+  private async call<T>(p: Promise<T>): Promise<T> {
+    return await Promise.race([p, this.crashed.then((m) => { throw new ActorDisconnectedError(`engine "${this.name}": its worker crashed: ${m}`); })]);
+  }
+
+  /**
+   * Run `method(...args)` on every rank (worker-extension methods, or the built-in rankInfo) and gather the
+   * results in rank order. Rejects with CollectiveRpcError naming every rank that failed (its error, or its
+   * detachment), or every rank when the worker crashed.
+   */
+  async collectiveRpc<T = unknown>(method: string, args: unknown[] = []): Promise<T[]> {
+    let outcomes: RankOutcome[];
+    if (this.dead) {
+      outcomes = this.slots.map((_, rank) => ({ rank, ok: false, name: 'ActorDisconnectedError', message: this.dead! }));
+    } else {
+      try {
+        outcomes = await this.call(this.api.collectiveRpc(method, args));
+      } catch (e) {
+        if (e instanceof ActorDisconnectedError) {
+          outcomes = this.slots.map((_, rank) => ({ rank, ok: false, name: e.name, message: e.message }));
+        } else throw e; // e.g. an unknown method: nothing ran
+      }
+    }
+    // A rank the cluster took away fails even if its method happened not to touch the device.
+    outcomes = outcomes.map((o) => o.ok && this.slots[o.rank].failed
+      ? { rank: o.rank, ok: false, name: 'ActorDisconnectedError', message: `rank ${o.rank} ${this.slots[o.rank].failed}` }
+      : o);
+    const failures = outcomes.filter((o): o is Extract<RankOutcome, { ok: false }> => !o.ok).map(({ rank, name, message }) => ({ rank, name, message }));
+    if (failures.length) throw new CollectiveRpcError({ engine: this.name, method, failures });
+    return outcomes.map((o) => (o as Extract<RankOutcome, { ok: true }>).value as T);
+  }
+
+  /** Serve prompts (the LLM's generate, in the worker): completions in input order, n samples each. */
+  generate(prompts: Prompt[], params: GenerateSamplingParams | GenerateSamplingParams[] = {}): Promise<CompletionOutput[]> {
+    this.checkAlive();
+    return this.call(this.api.generate(prompts, params));
+  }
+
+  /** vLLM's sleep (1: KV cache freed, weights to the host; 2: both dropped). Returns device bytes freed over all ranks. */
+  sleep(level: 1 | 2 = 1): Promise<number> {
+    this.checkAlive();
+    return this.call(this.api.sleep(level));
+  }
+
+  wakeUp(tags?: Array<'weights' | 'kv_cache'>): Promise<void> {
+    this.checkAlive();
+    return this.call(this.api.wakeUp(tags));
+  }
+
+  /** Generate forever in the background (fault tests). */
+  startBusyLoop(prompt: Prompt, maxTokens = 8): Promise<void> {
+    return this.call(this.api.startBusyLoop(prompt, maxTokens));
+  }
+
+  /**
+   * Detach one rank from the device host (its buffers freed, its handles invalidated) and return its placement:
+   * what happens when the cluster kills the rank's actor. The engine cannot step without it; collectiveRpc
+   * reports it by rank.
+   */
+  async failRank(rank: number, reason = 'was detached'): Promise<void> {
+    const s = this.slots[rank];
+    if (!s) throw new InvalidInputError(`engine "${this.name}" has no rank ${rank}`);
+    if (s.failed !== null) return;
+    s.failed = reason;
+    await this.host.detach(s.clientId, `(engine "${this.name}" rank ${rank}) ${reason}`);
+    s.placement.release();
+  }
+
+  /** Terminate the worker, detach every rank, release every placement. Idempotent. */
+  async terminate(): Promise<void> {
+    if (this.dead) return;
+    this.dead = 'it was terminated';
+    try {
+      this.api[Comlink.releaseProxy]();
+    } catch { /* already released */ }
+    this.worker.terminate();
+    for (const s of this.slots) {
+      if (s.failed === null) {
+        s.failed = 'was terminated';
+        await this.host.detach(s.clientId, 'was terminated');
+      }
+      s.placement.release();
+    }
+  }
+}
