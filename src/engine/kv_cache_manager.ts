@@ -215,6 +215,32 @@ export class KVCacheManager {
   }
 
   /**
+   * Blocks `reserveSlots(request, numSlots)` would allocate: those its table lacks to cover `numSlots` positions
+   * (capped at maxModelLen).
+   */
+  numNewBlocksNeeded(request: Request, numSlots: number): number {
+    const have = this.tables.get(request.requestId)?.blocks.length ?? 0;
+    return Math.max(0, Math.ceil(Math.min(numSlots, this.maxModelLen) / this.blockSize) - have);
+  }
+
+  /**
+   * Grow a running request's table to cover positions 0 .. numSlots - 1, for decode steps scheduled while the
+   * tokens they feed are still on the GPU (asynchronous scheduling: the CPU does not know them yet, so nothing is
+   * cached here; allocateSlots or cacheBlocks publish the blocks once their tokens are known). Returns the new
+   * blocks, or null without changing anything when the pool cannot supply them.
+   */
+  reserveSlots(request: Request, numSlots: number): KVCacheBlock[] | null {
+    const t = this.tables.get(request.requestId);
+    if (!t) throw new EngineProtocolError(`reserveSlots(${request.requestId}): the request holds no blocks`);
+    if (numSlots > this.maxModelLen) throw new EngineProtocolError(`reserveSlots(${request.requestId}): ${numSlots} slots exceed maxModelLen ${this.maxModelLen}`);
+    const n = this.numNewBlocksNeeded(request, numSlots);
+    if (n > this.pool.numFreeBlocks) return null;
+    const fresh = this.pool.allocate(n)!;
+    t.blocks.push(...fresh);
+    return fresh;
+  }
+
+  /**
    * Publish `request`'s full blocks among its first `numTokens` tokens to the prefix cache (those whose
    * contents are known and computed or scheduled). allocateSlots does this for every scheduled chunk; call it
    * directly for tokens the GPU computed ahead of the scheduler (lookahead decode steps) before freeing.

@@ -19,6 +19,15 @@
  *
  * The scheduler advances `numComputedTokens` when it schedules (not when results arrive), as vLLM does, so the
  * next step can be planned while the GPU still runs this one.
+ *
+ * Asynchronous scheduling ("one round behind", vLLM v1's async scheduling). While a group's sampled tokens are
+ * still on their way back, `scheduleContinuation` plans the next group: every running request continues from
+ * the token the GPU sampled last for it, which the CPU has not seen (a placeholder). The scheduler keeps, per
+ * request, how many such tokens are in flight (`pending`) and how many positions the scheduled groups feed
+ * (`fed`), reserves KV slots for the continuation, and never schedules past maxTokens / maxModelLen. When a
+ * group's tokens arrive (`updateFromOutput`, in scheduling order), a stop found among them finishes the request
+ * and whatever later groups produced for it is discarded (its output is ignored: the request is gone). A full
+ * `schedule()` (admission, prefill, preemption) only runs once nothing is in flight.
  */
 import { InvalidInputError } from '../errors.ts';
 import { EngineConfigError, EngineProtocolError } from './errors.ts';
@@ -81,11 +90,15 @@ export interface ScheduledChunk {
   samplesToken: boolean;
   /**
    * Extra decode steps the runner may run for this request on the GPU (slots are reserved for them). It then
-   * returns up to 1 + numLookaheadTokens tokens. 0 for a partial prefill chunk.
+   * returns up to 1 + numLookaheadTokens tokens. 0 for a partial prefill chunk. The same for every chunk of a
+   * step (the runner's extra steps run over the whole batch): the smallest reservation when every chunk samples,
+   * else 0.
    */
   numLookaheadTokens: number;
   /** Scheduler bookkeeping: a result for an older incarnation of a preempted request is ignored. */
   numPreemptions: number;
+  /** Continuation chunks only: tokens the request has generated before this step, in flight ones included. */
+  outputBase?: number;
 }
 
 export interface SchedulerOutput<P extends RequestSamplingParams = RequestSamplingParams> {
@@ -100,6 +113,12 @@ export interface SchedulerOutput<P extends RequestSamplingParams = RequestSampli
   finished: string[];
   /** Every scheduled request, in batch order (running first, then new). */
   chunks: ScheduledChunk[];
+  /**
+   * Set by scheduleContinuation: every chunk continues a row of the step `continues` (chunk i of this output is
+   * the chunk of that step with the same requestId). Their `tokenIds` are empty: the token each feeds, at
+   * `startPosition`, is the last one the GPU sampled for it in that step, not known to the CPU yet.
+   */
+  continues?: number;
 }
 
 /** What one step produced for one request. */
@@ -137,6 +156,12 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
   private readonly running: Request<P>[] = [];
   private readonly requests = new Map<string, Request<P>>();
   private finishedSinceLastStep: string[] = [];
+  /**
+   * Requests with sampled tokens in flight (scheduled, output not processed yet): `pending` tokens will come
+   * back; the scheduled steps feed positions up to `fed` - 1 (numComputedTokens counts only what is known to be
+   * fed: it catches up as outputs arrive).
+   */
+  private readonly inflight = new Map<Request<P>, { fed: number; pending: number }>();
   private nextArrival = 0;
   private stepCount = 0;
   private _numPreemptions = 0;
@@ -201,6 +226,9 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
   }
 
   schedule(): SchedulerOutput<P> {
+    if (this.inflight.size > 0) {
+      throw new EngineProtocolError(`schedule() with ${this.inflight.size} requests' tokens in flight: process every scheduled step's output first`);
+    }
     const bs = this.kv.blockSize;
     const numScheduled = new Map<string, number>();
     const scheduledRunning: Request<P>[] = [];
@@ -287,20 +315,26 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
       }
     }
 
-    // 4. Output: vLLM's per-request token counts, plus the flat batch.
+    // 4. Output: vLLM's per-request token counts, plus the flat batch. Extra GPU steps run over the whole batch,
+    //    so they need every chunk to sample; then all get the smallest reservation (the rest stays reserved).
+    const scheduled = [...scheduledRunning, ...scheduledNew];
+    const samples = (req: Request<P>) => computedBefore.get(req.requestId)! + numScheduled.get(req.requestId)! === req.numTokens;
+    const extra = scheduled.length > 0 && scheduled.every(samples) ? Math.min(...scheduled.map((r) => lookahead.get(r.requestId)!)) : 0;
     const chunks: ScheduledChunk[] = [];
     let total = 0;
-    for (const req of [...scheduledRunning, ...scheduledNew]) {
+    for (const req of scheduled) {
       const n = numScheduled.get(req.requestId)!;
       const start = computedBefore.get(req.requestId)!;
       total += n;
+      const samplesToken = samples(req);
+      if (samplesToken) this.inflight.set(req, { fed: start + n + extra, pending: 1 + extra });
       chunks.push({
         requestId: req.requestId,
         tokenIds: req.allTokenIds.slice(start, start + n),
         startPosition: start,
         blockIds: this.kv.getBlockIds(req.requestId),
-        samplesToken: start + n === req.numTokens,
-        numLookaheadTokens: lookahead.get(req.requestId)!,
+        samplesToken,
+        numLookaheadTokens: samplesToken ? extra : 0,
         numPreemptions: req.numPreemptions,
       });
     }
@@ -331,6 +365,72 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
   }
 
   /**
+   * Plan the step after `prev` while prev's tokens are still in flight, or say null when a full `schedule()` is
+   * needed (after prev's output, and any before it, are processed). Each request of prev still running continues
+   * from the last token the GPU sampled for it: it feeds that token at position `fed` and runs the same number
+   * of extra decode steps as the others (at most numLookaheadTokens, never past what it may still generate or
+   * hold), with KV slots reserved for all of them. Requests finished or aborted since are left out, and so are
+   * those whose in-flight tokens already reach maxTokens or maxModelLen (they finish with prev). Null when:
+   *   - a waiting request could be admitted (running < maxNumSeqs): admission needs a full schedule, which
+   *     needs the tokens (drain the pipeline: one readback of latency for the newcomers, nothing wrong);
+   *   - prev has a chunk that does not sample (a partial prefill: its next chunk's tokens are on the CPU), or
+   *     a running request has no chunk in prev (it was not scheduled: a tight token budget);
+   *   - the pool cannot supply the slots (preemption is a full schedule's decision);
+   *   - nobody is left to continue.
+   */
+  scheduleContinuation(prev: SchedulerOutput<P>): SchedulerOutput<P> | null {
+    if (this.waiting.length > 0 && this.running.length < this.maxNumSeqs) return null;
+    if (prev.chunks.length === 0 || prev.chunks.some((c) => !c.samplesToken)) return null;
+    const inPrev = new Set(prev.chunks.map((c) => c.requestId));
+    if (this.running.some((r) => !inPrev.has(r.requestId))) return null;
+    const rows: Array<{ req: Request<P>; flight: { fed: number; pending: number }; room: number }> = [];
+    for (const c of prev.chunks) {
+      const req = this.requests.get(c.requestId);
+      const flight = req && this.inflight.get(req);
+      if (!req || !flight || req.status !== 'running' || req.numPreemptions !== c.numPreemptions) continue;
+      const room = this.roomAfterInflight(req, flight.pending);
+      if (room > 0) rows.push({ req, flight, room });
+    }
+    if (rows.length === 0) return null;
+    // Extra steps: the same for every row (they run over the whole batch); slots for positions fed .. fed + k.
+    let k = Math.min(this.numLookaheadTokens, ...rows.map((r) => r.room - 1));
+    const blocksFor = (k: number) => rows.reduce((s, { req, flight }) => s + this.kv.numNewBlocksNeeded(req, flight.fed + 1 + k), 0);
+    if (blocksFor(k) > this.kv.pool.numFreeBlocks) k = 0;
+    if (blocksFor(k) > this.kv.pool.numFreeBlocks) return null;
+    const chunks: ScheduledChunk[] = [];
+    const numScheduled = new Map<string, number>();
+    const running: RunningRequestData[] = [];
+    for (const { req, flight } of rows) {
+      const fresh = this.kv.reserveSlots(req, flight.fed + 1 + k)!;
+      const start = flight.fed;
+      const outputBase = req.numOutputTokens + flight.pending;
+      flight.fed += 1 + k;
+      flight.pending += 1 + k;
+      numScheduled.set(req.requestId, 1);
+      running.push({ requestId: req.requestId, newBlockIds: fresh.map((b) => b.blockId), numComputedTokens: start });
+      chunks.push({
+        requestId: req.requestId, tokenIds: [], startPosition: start, blockIds: this.kv.getBlockIds(req.requestId),
+        samplesToken: true, numLookaheadTokens: k, numPreemptions: req.numPreemptions, outputBase,
+      });
+    }
+    return {
+      step: this.stepCount++, scheduledNewReqs: [], scheduledRunningReqs: running, numScheduledTokens: numScheduled,
+      totalNumScheduledTokens: chunks.length, preempted: [], finished: [], chunks, continues: prev.step,
+    };
+  }
+
+  /** Tokens in flight (sampled or to be sampled by scheduled steps, not processed yet) for a request. */
+  numInflightTokens(requestId: string): number {
+    const req = this.requests.get(requestId);
+    return (req && this.inflight.get(req)?.pending) ?? 0;
+  }
+
+  /** True while some scheduled step's output has not been processed. */
+  hasInflightTokens(): boolean {
+    return this.inflight.size > 0;
+  }
+
+  /**
    * Take the tokens the runner sampled for `output`'s step: `sampledTokens` maps a request id to the tokens it
    * generated (1 + the extra decode steps it ran, at most 1 + chunk.numLookaheadTokens). Requests whose chunk
    * did not sample (partial prefill), and requests aborted or preempted since, are ignored. Appends, checks
@@ -347,24 +447,39 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
       if (tokens.length > 1 + chunk.numLookaheadTokens) {
         throw new EngineProtocolError(`step ${output.step}: ${tokens.length} tokens for ${chunk.requestId}, but only ${chunk.numLookaheadTokens} lookahead slots were reserved`);
       }
+      const flight = this.inflight.get(req);
+      if (!flight || flight.pending < 1 + chunk.numLookaheadTokens) {
+        throw new EngineProtocolError(`step ${output.step}: output for ${req.requestId} out of order (steps must be processed in the order they were scheduled)`);
+      }
+      if (tokens.length < 1 + chunk.numLookaheadTokens && flight.pending > 1 + chunk.numLookaheadTokens) {
+        throw new EngineProtocolError(`step ${output.step}: ${tokens.length} of ${1 + chunk.numLookaheadTokens} tokens for ${req.requestId}, but a later step continues from the last`);
+      }
       live.push([req, chunk, tokens]);
     }
     const results: RequestStepOutput[] = [];
     const done = new Set<Request<P>>();
-    for (const [req, , tokens] of live) {
+    for (const [req, chunk, tokens] of live) {
+      const expected = 1 + chunk.numLookaheadTokens;
+      const flight = this.inflight.get(req)!;
+      flight.pending -= expected;
+      // The runner may stop early (fewer extra steps than reserved) when no later step continues from them.
+      flight.fed -= expected - tokens.length;
       const appended: number[] = [];
       let stop: [FinishReason, number | string | null] | null = null;
       for (let j = 0; j < tokens.length && !stop; j++) {
-        // Token j > 0 came from an extra GPU step, which fed (and so computed) token j - 1.
-        if (j > 0) req.numComputedTokens++;
         req.appendOutputToken(tokens[j]);
         appended.push(tokens[j]);
         stop = this.checkStop(req, tokens[j]);
       }
       if (stop) {
-        this.kv.cacheBlocks(req, req.numComputedTokens);
+        // Every token before the last was fed (so computed); tokens sampled after a stop are discarded.
+        this.kv.cacheBlocks(req, req.numTokens - 1);
         this.finish(req, stop[0], stop[1]);
         done.add(req);
+      } else {
+        // Positions fed by the steps processed so far (and by later ones, already scheduled, up to what is known).
+        req.numComputedTokens = Math.min(flight.fed, req.numTokens);
+        if (flight.pending === 0) this.inflight.delete(req);
       }
       results.push({ requestId: req.requestId, newTokenIds: appended, finished: stop !== null, finishReason: req.finishReason, stopReason: req.stopReason });
     }
@@ -419,7 +534,19 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
     return Math.max(0, k);
   }
 
+  /**
+   * Tokens a request may still generate once `pending` in-flight ones are appended: what maxTokens and
+   * maxModelLen leave (<= 0: it finishes by length with the steps already scheduled).
+   */
+  private roomAfterInflight(req: Request<P>, pending: number): number {
+    let room = this.maxModelLen - (req.numTokens + pending);
+    const maxTokens = req.samplingParams.maxTokens;
+    if (maxTokens !== undefined) room = Math.min(room, maxTokens - (req.numOutputTokens + pending));
+    return room;
+  }
+
   private preempt(req: Request<P>): void {
+    this.inflight.delete(req);
     req.status = 'preempted'; // before free(): a preempted request keeps its block hashes for resuming
     this.kv.free(req);
     req.numComputedTokens = 0;
@@ -429,6 +556,7 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
   }
 
   private finish(req: Request<P>, reason: FinishReason, stopReason: number | string | null): void {
+    this.inflight.delete(req);
     req.status = 'finished';
     req.finishReason = reason;
     req.stopReason = stopReason;

@@ -6,6 +6,10 @@
 // Invariants, every step:
 //   - the step's scheduled tokens never exceed maxNumBatchedTokens, its requests never exceed maxNumSeqs;
 //   - every block's refCount is >= 0 and equals the number of block tables holding it; free + used = total.
+// Asynchronous scheduling (one step in flight while the next is planned, scheduleContinuation): a fake GPU keeps
+// each request's tokens including the ones the CPU has not seen; every continuation must feed exactly the GPU's
+// last token at its position, have KV slots for every position it feeds, and never run past maxTokens or
+// maxModelLen; outputs are processed one step behind, with aborts landing while steps are in flight.
 // At the end (fast-check shrinks any failing workload to a minimal one):
 //   - every request finished or was aborted (nothing left waiting or running), within a step bound (liveness);
 //   - no block leaks: every block is free again, no request holds a table;
@@ -87,11 +91,11 @@ function check(cond: boolean, msg: string): asserts cond {
 }
 
 /** Totals over all runs, to show the workloads reach the interesting paths. */
-const seen = { runs: 0, steps: 0, requests: 0, preemptions: 0, prefixHitTokens: 0, forks: 0, aborts: 0 };
+const seen = { runs: 0, steps: 0, requests: 0, preemptions: 0, prefixHitTokens: 0, forks: 0, aborts: 0, continuations: 0 };
 
 type KvFactory = (cfg: ConstructorParameters<typeof KVCacheManager>[0]) => KVCacheManager;
 
-function run(w: Workload, makeKv: KvFactory = (cfg) => new KVCacheManager(cfg)): void {
+function run(w: Workload, makeKv: KvFactory = (cfg) => new KVCacheManager(cfg), asyncScheduling = false): void {
   const c = w.config;
   const bs = c.blockSize;
   // The smallest legal pool (one maxModelLen request) plus a few blocks: preemption is the common case.
@@ -129,6 +133,20 @@ function run(w: Workload, makeKv: KvFactory = (cfg) => new KVCacheManager(cfg)):
     }
   };
 
+  // The fake GPU: each request's tokens as the device has them (known ones plus those sampled in flight).
+  const device = new Map<string, number[]>();
+  const sample = (seq: number[], count: number) => {
+    const toks: number[] = [];
+    for (let j = 0; j < count; j++) {
+      const t = nextToken(seq);
+      seq.push(t);
+      toks.push(t);
+    }
+    return toks;
+  };
+  const inflight: Array<{ out: ReturnType<typeof sched.schedule>; sampled: Map<string, number[]> }> = [];
+  let continuations = 0;
+
   const maxSteps = 20_000;
   let step = 0;
   for (; step < maxSteps; step++) {
@@ -138,6 +156,48 @@ function run(w: Workload, makeKv: KvFactory = (cfg) => new KVCacheManager(cfg)):
         const r = all[which % all.length];
         if (sched.abort(r.requestId)) aborted.add(r.requestId);
       }
+    }
+    if (asyncScheduling) {
+      if (next >= arrivals.length && !sched.hasUnfinishedRequests() && inflight.length === 0) break;
+      let head = inflight.shift();
+      if (!head) {
+        const out = sched.schedule();
+        checkBlocks(`step ${step} after schedule`);
+        const sampled = new Map<string, number[]>();
+        for (const ch of out.chunks) {
+          if (!ch.samplesToken) continue;
+          const r = sched.getRequest(ch.requestId)!;
+          check(ch.blockIds.length * bs >= ch.startPosition + ch.tokenIds.length + ch.numLookaheadTokens, `step ${step}: ${ch.requestId} lacks slots for its extra steps`);
+          const seq = [...r.allTokenIds];
+          sampled.set(ch.requestId, sample(seq, 1 + ch.numLookaheadTokens));
+          device.set(ch.requestId, seq);
+        }
+        head = { out, sampled };
+      }
+      // Plan and "submit" the next step before this one's tokens are seen.
+      const cont = sched.scheduleContinuation(head.out);
+      if (cont) {
+        continuations++;
+        check(cont.chunks.length <= c.maxNumSeqs, `step ${step}: continuation of ${cont.chunks.length} requests`);
+        const sampled = new Map<string, number[]>();
+        for (const ch of cont.chunks) {
+          const r = sched.getRequest(ch.requestId)!;
+          const seq = device.get(ch.requestId)!;
+          check(seq !== undefined && ch.startPosition === seq.length - 1, `step ${step}: ${ch.requestId} continues at ${ch.startPosition}, the device's last token is at ${seq && seq.length - 1}`);
+          check(ch.outputBase === seq.length - r.numPromptTokens, `step ${step}: ${ch.requestId} outputBase ${ch.outputBase}, device has ${seq.length - r.numPromptTokens} outputs`);
+          const k = ch.numLookaheadTokens;
+          check(ch.blockIds.length * bs >= ch.startPosition + 1 + k, `step ${step}: ${ch.requestId} lacks slots for positions up to ${ch.startPosition + k}`);
+          check(seq.length + 1 + k <= c.maxModelLen, `step ${step}: ${ch.requestId} continues past maxModelLen`);
+          const maxTokens = r.samplingParams.maxTokens;
+          check(maxTokens === undefined || seq.length - r.numPromptTokens + 1 + k <= maxTokens, `step ${step}: ${ch.requestId} continues past maxTokens`);
+          sampled.set(ch.requestId, sample(seq, 1 + k));
+        }
+        inflight.push({ out: cont, sampled });
+        checkBlocks(`step ${step} after continuation`);
+      }
+      sched.updateFromOutput(head.out, head.sampled);
+      checkBlocks(`step ${step} after update`);
+      continue;
     }
     if (next >= arrivals.length && !sched.hasUnfinishedRequests()) break;
     const out = sched.schedule();
@@ -179,6 +239,7 @@ function run(w: Workload, makeKv: KvFactory = (cfg) => new KVCacheManager(cfg)):
   seen.prefixHitTokens += kv.prefixCacheStats.hits;
   seen.forks += all.filter((r) => r.forkOf !== null).length;
   seen.aborts += aborted.size;
+  seen.continuations += continuations;
   check(kv.pool.numUsedBlocks === 0, `${kv.pool.numUsedBlocks} blocks leaked`);
   check(kv.numRequests === 0, `${kv.numRequests} block tables left`);
   checkBlocks('end');
@@ -190,6 +251,14 @@ describe('scheduler + KV-cache manager: random workloads (fast-check)', () => {
     console.log(`  ${JSON.stringify(seen)}`);
     // The generated workloads must reach preemption, prefix hits, forks and aborts, or the property proves little.
     check(seen.preemptions > 0 && seen.prefixHitTokens > 0 && seen.forks > 0 && seen.aborts > 0, `paths not reached: ${JSON.stringify(seen)}`);
+  });
+
+  it('keep them with asynchronous scheduling: continuations planned one step ahead, outputs processed one behind', () => {
+    const before = { ...seen };
+    fc.assert(fc.property(workloadArb, (w) => { run(w, undefined, true); }), { numRuns: 1000 });
+    const d = Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, v - before[k as keyof typeof seen]]));
+    console.log(`  async: ${JSON.stringify(d)}`);
+    check(d.continuations > 1000 && d.preemptions > 0 && d.prefixHitTokens > 0 && d.forks > 0 && d.aborts > 0, `paths not reached: ${JSON.stringify(d)}`);
   });
 
   it('catches a KV-cache manager that leaks (the property can fail, and shrinks)', () => {
