@@ -135,7 +135,9 @@ export class OptTrainingModel {
       });
     }
     const binding = gpu.caps.maxStorageBindingSize;
-    const logitRows = Math.max(1, Math.min(Tm, Math.floor(Math.min(opts.maxLogitBytes ?? DEFAULT_MAX_LOGIT_BYTES, binding) / (V * 4))));
+    // Rows per logits chunk: as many as the byte cap and the binding limit allow, a multiple of the matmul tile.
+    const fitRows = Math.floor(Math.min(opts.maxLogitBytes ?? DEFAULT_MAX_LOGIT_BYTES, binding) / (V * 4));
+    const logitRows = Math.max(1, Math.min(Tm, fitRows >= 128 ? Math.floor(fitRows / 128) * 128 : fitRows));
     // Score scratch: the whole batch's (sequence, head) pairs at the longest possible sequence, capped.
     const maxL = Math.min(Tm, config.maxPositions);
     const want = Math.ceil(Tm / maxL) * config.numHeads * maxL * maxL;
@@ -209,17 +211,7 @@ export class OptTrainingModel {
 
   /** Bytes of activation and scratch memory (parameters and gradients excluded). */
   activationBytes(): number {
-    const all: GpuBuffer[] = [];
-    const b = this.buf;
-    for (const v of Object.values(b)) {
-      if (v === null) continue;
-      if (Array.isArray(v)) all.push(...v);
-      else if ('id' in v) all.push(v as GpuBuffer);
-    }
-    for (const l of b.layers) all.push(...Object.values(l));
-    all.push(b.tokenRuns.rows, b.tokenRuns.starts, b.tokenRuns.order, b.positionRuns.rows, b.positionRuns.starts, b.positionRuns.order);
-    all.push(b.attention.probs, b.attention.grads, b.split.scratch);
-    return all.reduce((s, x) => s + x.size, 0);
+    return this.ownBuffers().reduce((sum, x) => sum + x.size, 0);
   }
 
   /** Free every buffer this model holds (parameters and gradients included). */
@@ -227,19 +219,20 @@ export class OptTrainingModel {
     if (this.released) return;
     this.released = true;
     for (const t of [...this.params.values(), ...this.grads.values()]) this.gpu.destroyBuffer(t.buffer);
+    for (const x of this.ownBuffers()) this.gpu.destroyBuffer(x);
+  }
+
+  /** Every activation and scratch buffer, once each. */
+  private ownBuffers(): GpuBuffer[] {
     const b = this.buf;
-    const seen = new Set<number>();
-    const free = (x: GpuBuffer | null) => { if (x && !seen.has(x.id)) { seen.add(x.id); this.gpu.destroyBuffer(x); } };
-    for (const v of Object.values(b)) {
-      if (v === null) continue;
-      if (Array.isArray(v)) v.forEach(free);
-      else if ('id' in v) free(v as GpuBuffer);
-    }
-    for (const l of b.layers) Object.values(l).forEach(free);
-    for (const r of [b.tokenRuns, b.positionRuns]) { free(r.rows); free(r.starts); free(r.order); }
-    free(b.attention.probs);
-    free(b.attention.grads);
-    free(b.split.scratch);
+    const list: Array<GpuBuffer | null> = [
+      b.ids, b.positionRows, b.keyMask, b.targets, b.coef, b.rowLoss, b.loss, ...b.x,
+      ...b.layers.flatMap((l) => [l.h1, l.h2, l.h3, l.qkv, l.attn, l.ffn]),
+      b.finalNormed, b.projOut, b.embedTok, b.dh, b.dtmp, b.dattn, b.dqkv, b.dffn, b.dHead, b.dEmbedTok, b.logits,
+      b.attention.probs, b.attention.grads, b.lnStats, b.colsum, b.split.scratch, b.dummy,
+      b.tokenRuns.rows, b.tokenRuns.starts, b.tokenRuns.order, b.positionRuns.rows, b.positionRuns.starts, b.positionRuns.order,
+    ];
+    return [...new Set(list.filter((x): x is GpuBuffer => x !== null))];
   }
 
   // ---------------------------------------------------------------------------------------------------------
