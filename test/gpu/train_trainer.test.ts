@@ -269,10 +269,14 @@ Deno.test({
       const r = await trainer.step(raw.batch);
       const params = await trainer.checkpoint();
       let worstFirst = 0, worstFirstName = '', worstSum = 0, worstSumName = '';
+      // k_proj.bias's gradient is zero in exact arithmetic; AdamW's first step turns any round-off g there into
+      // lr * g / (|g| + eps), i.e. amplifies it by lr / eps = 1e5. Reported apart to show where an error comes from.
+      let worstOther = 0;
       for (const [name, first8] of Object.entries(raw.adamw_step1_first8)) {
         const got = toFloat32(params.tensors.get(name)!);
         const d = maxAbsDiff(got.subarray(0, 8), first8);
         if (d > worstFirst) [worstFirst, worstFirstName] = [d, name];
+        if (!name.endsWith('k_proj.bias')) worstOther = Math.max(worstOther, d);
         let s = 0;
         for (const x of got) s += x;
         // max |diff| <= 1e-5 per element bounds a sum's error by 1e-5 x its size.
@@ -281,7 +285,7 @@ Deno.test({
       }
       console.log(
         `opt-125m-synth: loss ${r.loss} rel err ${rel(r.loss, raw.loss).toExponential(2)}; step-1 first8 max |diff| ` +
-          `${worstFirst.toExponential(2)} (${worstFirstName}); worst |sum diff| / numel ${worstSum.toExponential(2)} (${worstSumName}); ` +
+          `${worstFirst.toExponential(2)} (${worstFirstName}), ${worstOther.toExponential(2)} outside k_proj.bias; worst |sum diff| / numel ${worstSum.toExponential(2)} (${worstSumName}); ` +
           `${((performance.now() - started) / 1000).toFixed(1)} s`,
       );
       assert(rel(r.loss, raw.loss) <= 1e-5, `loss ${r.loss} vs ${raw.loss}`);
