@@ -53,6 +53,26 @@ export interface InferenceEngineOptions {
   engineOptions?: Omit<LLMOptions, 'model' | 'gpu' | 'tensorParallelSize' | 'gpuMemoryUtilization' | 'gpuMemoryBytes'>;
 }
 
+/**
+ * The utilization the engine sizes itself with: the one asked for, less a little headroom. The rank's budget is
+ * enforced at allocation, and the engine's estimate (weights + activations, then whole KV blocks up to the
+ * utilization) does not count every buffer's 16-byte rounding nor a few small buffers; without headroom an
+ * engine at utilization 0.4 on a 0.4 share would fail on its last KV block. A utilization beyond the rank's
+ * budget can never fit: refused here, by name, instead of failing on some allocation.
+ */
+function engineUtilization(util: number, gpuMemoryBytes: number, budgetBytes: number): number {
+  if (!(util > 0 && util <= 1)) throw new InvalidInputError(`gpuMemoryUtilization must be in (0, 1], got ${util}`);
+  const wanted = util * gpuMemoryBytes;
+  if (wanted > budgetBytes + 1) {
+    throw new InvalidInputError(
+      `gpuMemoryUtilization ${util} of a ${gpuMemoryBytes}-byte virtual GPU is ${Math.floor(wanted)} bytes, more than a rank's budget of ` +
+        `${budgetBytes} bytes (its numGpusPerWorker share): lower gpuMemoryUtilization or raise numGpusPerWorker`,
+    );
+  }
+  const headroom = 2 ** 20 + 0.005 * wanted;
+  return Math.max(1e-6, (wanted - headroom) / gpuMemoryBytes);
+}
+
 interface RankSlot {
   placement: ActorPlacement;
   clientId: number;
@@ -151,7 +171,8 @@ export class InferenceEngine {
       const connections = await starting(api.connectRanks(Comlink.transfer(ports, ports)));
       const gpuMemoryBytes = opts.cluster.gpu(placements[0].gpus[0].uuid)!.memoryBytes;
       const memory = await starting(api.createEngine({
-        ...opts.engineOptions, model: opts.model, gpuMemoryUtilization: opts.gpuMemoryUtilization, gpuMemoryBytes,
+        ...opts.engineOptions, model: opts.model, gpuMemoryBytes,
+        gpuMemoryUtilization: engineUtilization(opts.gpuMemoryUtilization ?? 0.9, gpuMemoryBytes, Math.min(...placements.map((p) => p.gpus[0].memoryBudgetBytes))),
         workerExtension: opts.workerExtension === undefined ? undefined : String(opts.workerExtension),
       }));
       engine = new InferenceEngine({ name, api, worker, host: opts.host, slots, connections, memory, crashed });
