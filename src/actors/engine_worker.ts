@@ -54,9 +54,8 @@ export class EngineWorker {
   async createEngine(opts: EngineWorkerOptions): Promise<LLM['memory'] & { extensionMethods: string[] }> {
     if (!this.ranks.length) throw new InvalidInputError('engine worker: connectRanks first');
     const { workerExtension, ...llmOpts } = opts;
-    const size = this.ranks.length;
     const gpus = this.ranks.map((r) => r.gpu);
-    this.llm = await LLM.create({ ...llmOpts, gpu: gpus[0], tensorParallelSize: size });
+    this.llm = await LLM.create({ ...llmOpts, tensorParallelGpus: gpus });
     let extensionMethods: string[] = [];
     if (workerExtension) {
       const cls = await loadWorkerExtension(workerExtension);

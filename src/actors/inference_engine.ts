@@ -160,7 +160,7 @@ export class InferenceEngine {
       const ports: MessagePort[] = [];
       for (const [r, p] of placements.entries()) {
         const gpu = p.gpus[0];
-        const attach: AttachOptions & { tensorParallel?: { group: string; rank: number; size: number } } = {
+        const attach: AttachOptions = {
           actorId: `${name}.rank${r}`, virtualGpuUuid: gpu.uuid, memoryBudgetBytes: gpu.memoryBudgetBytes, weight: gpu.fraction,
           tensorParallel: { group: name, rank: r, size },
         };
