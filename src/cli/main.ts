@@ -1,5 +1,5 @@
 /**
- * The Tandem CLI (Deno): `tandem logits | generate | tokenize | info | verify | serve | train-step`. With --json, exactly one JSON document
+ * The Tandem CLI (Deno): `tandem logits | generate | tokenize | info | verify | serve | train-step | colocate`. With --json, exactly one JSON document
  * goes to stdout (also on error: {"error": {code, message}}); logs and progress go to stderr.
  */
 import { parseArgs } from 'node:util';
@@ -14,6 +14,8 @@ import { parsePromptsFile } from './generate_batch.ts';
 import { cmdServe, SERVE_OPTIONS, SERVE_USAGE } from './serve.ts';
 import { cmdVerify, exitCodeOf, formatVerify, VERIFY_OPTIONS, VERIFY_USAGE } from './verify.ts';
 import { cmdTrainStep, TRAIN_STEP_OPTIONS, TRAIN_STEP_USAGE } from './train_step.ts';
+import { cmdColocate, COLOCATE_OPTIONS, COLOCATE_USAGE, formatColocate } from './colocate.ts';
+import type { ColocateResult } from '../actors/colocate.ts';
 
 const USAGE = `usage: tandem <command> [options]
   logits   --model SPEC (--tokens 2,45,99 | --prompt TEXT) [--dtype f32|f16] [--json]
@@ -28,6 +30,7 @@ const USAGE = `usage: tandem <command> [options]
 ${SERVE_USAGE}
 ${VERIFY_USAGE}
 ${TRAIN_STEP_USAGE}
+${COLOCATE_USAGE}
 SPEC: a directory with config.json + weights, an http(s) base URL (e.g.
   https://huggingface.co/facebook/opt-125m/resolve/main/), or synthetic:CONFIG:SEED
   (CONFIG a config.json path or opt-125m).`;
@@ -54,6 +57,7 @@ const OPTIONS = {
   ...VERIFY_OPTIONS,
   ...SERVE_OPTIONS,
   ...TRAIN_STEP_OPTIONS,
+  ...COLOCATE_OPTIONS,
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -193,6 +197,7 @@ function printHuman(cmd: string, result: Record<string, unknown>): void {
   else if (cmd === 'tokenize') console.log((result.ids as number[]).join(','));
   else if (cmd === 'verify') console.log(formatVerify(result));
   else if (cmd === 'serve') return;
+  else if (cmd === 'colocate') console.log(formatColocate(result as unknown as ColocateResult));
   else console.log(JSON.stringify(result, null, 2));
 }
 
@@ -213,6 +218,7 @@ export async function main(args: string[]): Promise<number> {
   const commands: Record<string, (v: Values) => Promise<unknown>> = {
     logits: cmdLogits, generate: cmdGenerate, tokenize: cmdTokenize, info: cmdInfo, verify: cmdVerify, serve: (v) => cmdServe(v),
     'train-step': (v) => cmdTrainStep(v),
+    colocate: (v) => cmdColocate(v),
   };
   const run = commands[cmd];
   if (!run) {
@@ -223,6 +229,7 @@ export async function main(args: string[]): Promise<number> {
     const result = (await run(v)) as Record<string, unknown>;
     if (v.json) console.log(JSON.stringify(result));
     else printHuman(cmd, result);
+    if (cmd === 'colocate') return (result as unknown as ColocateResult).weightsChanged ? 0 : 1;
     return exitCodeOf(result);
   } catch (e) {
     const code = e instanceof TandemError ? e.code : 'internal';
