@@ -1,12 +1,13 @@
 /**
  * Where a batched decode step of OPT-125m goes: B sequences at context C decode one token each (the flat batch
  * the engine builds), captured once; GPU time of the whole step and of each kernel alone, for each choice of the
- * batched-decode linear kernel (32x64 segment tiles vs split 128x128 tiles; both give the same bits).
+ * batched-decode linear kernel (32x64 segment tiles vs split 128x128 tiles) and attention kernel (single-query
+ * decode kernel vs the 16-query block kernel): all give the same bits.
  * Usage: deno run -A --unstable-webgpu bench/batch_decode_profile.ts [--batches 16,64,256] [--context 144] [--out F]
  */
 import { LocalGpu } from '../src/gpu/local.ts';
-import { linearTuning } from '../src/kernels/linear.ts';
-import { buildQueryBlocks } from '../src/kernels/paged_attention.ts';
+import { linearTuning, SPLIT_TILED_MIN_ROWS } from '../src/kernels/linear.ts';
+import { attentionKernelChoice, buildQueryBlocks } from '../src/kernels/paged_attention.ts';
 import { parseOptConfig, OPT_125M_CONFIG_JSON } from '../src/model/config.ts';
 import { OptForward } from '../src/model/forward.ts';
 import { uploadWeights } from '../src/model/gpu_weights.ts';
@@ -36,6 +37,7 @@ const u32 = async (data: Uint32Array, label: string) => {
 const logits = await gpu.createBuffer(Bmax * config.vocabSize * 4, 'logits');
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results: Record<string, unknown>[] = [];
+const DECODE_MIN = attentionKernelChoice.decodeKernelMinTokens;
 for (const B of batches) {
   const inputs = {
     numTokens: B,
@@ -49,8 +51,16 @@ for (const B of batches) {
     queryBlocks: await u32(buildQueryBlocks(Array.from({ length: B }, (_, i) => [i, 1] as const), 16), 'qb'),
     numQueryBlocks: B,
   };
-  for (const split of [false, true]) {
-    linearTuning.splitTiledMinRows = split ? 1 : 1e9;
+  // The default kernel choices, and each alternative (same bits, different speed).
+  const variants = [
+    { linear: 'default', attention: 'default' }, { linear: 'segments', attention: 'default' }, { linear: 'split', attention: 'default' },
+    { linear: 'default', attention: 'decode' }, { linear: 'default', attention: 'general' },
+  ];
+  for (const v of variants) {
+    const split = v.linear === 'split';
+    linearTuning.splitTiledMinRows = v.linear === 'default' ? SPLIT_TILED_MIN_ROWS : split ? 1 : 1e9;
+    attentionKernelChoice.decodeKernel = v.attention !== 'general';
+    attentionKernelChoice.decodeKernelMinTokens = v.attention === 'decode' ? 1 : DECODE_MIN;
     const plan = gpu.capture(() => forward.forward(inputs, cache, 'all', B, logits));
     const step: number[] = [];
     for (let r = 0; r < 9; r++) step.push((await gpu.timeOnGpu(() => gpu.replay(plan)))!);
@@ -60,7 +70,7 @@ for (const B of batches) {
       const k = p.kernel.replace(/\(.*$/, '') + (p.kernel.includes('SPLIT=true') ? '[split]' : '');
       byKernel[k] = +((byKernel[k] ?? 0) + p.ms).toFixed(4);
     }
-    const r = { batch: B, context: C, linear: split ? 'split-128x128' : 'segments-32x64', dispatches: plan.dispatches, gpu_ms_step: +med(step).toFixed(4), tokens_per_s_gpu: +(B / (med(step) / 1000)).toFixed(1), gpu_ms_by_kernel_alone: byKernel };
+    const r = { batch: B, context: C, linear: v.linear, attention: v.attention, dispatches: plan.dispatches, gpu_ms_step: +med(step).toFixed(4), tokens_per_s_gpu: +(B / (med(step) / 1000)).toFixed(1), gpu_ms_by_kernel_alone: byKernel };
     console.log(JSON.stringify(r));
     results.push(r);
     gpu.releaseRecording(plan);

@@ -5,6 +5,9 @@ import { grid1d, shaderSource, type ElementType } from './shader.ts';
 /** Keys per split-K partition. A context longer than this is spread over several workgroups. */
 export const ATTENTION_PARTITION = 256;
 
+/** Kernel-choice knob for tests and benchmarks (both kernels give the same bits): the single-query decode kernel. */
+export const attentionKernelChoice = { decodeKernel: true, decodeKernelMinTokens: 16 };
+
 /** The step's flat batch, as the model runner packs it (vLLM's attention metadata). */
 export interface AttentionBatch {
   numTokens: number;
@@ -79,9 +82,12 @@ export function pagedAttention(
   if (sharedBytes > gpu.caps.maxWorkgroupStorageSize) {
     throw new RangeError(`pagedAttention: head size ${a.headDim} needs ${sharedBytes} bytes of workgroup memory, this device allows ${gpu.caps.maxWorkgroupStorageSize}`);
   }
-  const k = gpu.kernel(shaderSource('paged_attention', {
-    A: a.act, KV: a.kv, PART: ATTENTION_PARTITION, HEAD_DIM: a.headDim, DIRECT: direct, QB: qb,
-  }));
+  // A pure decode step (every query block one token) of enough tokens runs the single-query kernel (same
+  // arithmetic per query); below decodeKernelMinTokens the 64-thread kernel's shorter tile loop wins.
+  const decode = a.batch.numQueryBlocks === T && T >= attentionKernelChoice.decodeKernelMinTokens && attentionKernelChoice.decodeKernel;
+  const k = gpu.kernel(decode
+    ? shaderSource('paged_attention_decode', { A: a.act, KV: a.kv, PART: ATTENTION_PARTITION, HEAD_DIM: a.headDim, DIRECT: direct })
+    : shaderSource('paged_attention', { A: a.act, KV: a.kv, PART: ATTENTION_PARTITION, HEAD_DIM: a.headDim, DIRECT: direct, QB: qb }));
   const params = packParams([T, a.numHeads, a.headDim, a.blockSize, a.batch.maxBlocksPerSeq, parts, { f: 1 / Math.sqrt(a.headDim) }]);
   gpu.dispatch(k, [
     a.qkv, a.batch.positions, a.batch.tokenSeq, a.batch.blockTables, a.cache.key, a.cache.value, a.out,
