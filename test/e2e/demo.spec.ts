@@ -16,6 +16,7 @@ test.use({ actionTimeout: 20_000 });
 
 async function shot(target: Locator | Page, testInfo: TestInfo, name: string): Promise<void> {
   const path = testInfo.outputPath(`${name}.png`);
+  if ('goto' in target) await target.evaluate(() => window.scrollTo(0, 0)); // the sticky header stays on top
   await target.screenshot({ path, animations: 'disabled', ...('goto' in target ? { fullPage: true } : {}) });
   await testInfo.attach(name, { path, contentType: 'image/png' });
 }
@@ -131,6 +132,7 @@ test('batch mode: continuous batching with prefix sharing and preemption in a sm
   expect(maxShared).toBeGreaterThan(0); // the four prompts with a common first block held it together
   await shot(page.locator('#playground'), testInfo, 'playground-batch-done');
   await shot(page.locator('#kv'), testInfo, 'kv-map-batch');
+  await shot(page, testInfo, 'page-after-batch');
   expect(consoleErrors).toEqual([]);
 });
 
