@@ -41,6 +41,8 @@ export interface LLMOptions {
   enablePrefixCaching?: boolean;
   /** Decode steps per readback beyond the first (LLMEngine's option; default 7). */
   numLookaheadTokens?: number;
+  /** Record the next step while the last one's tokens are read back (LLMEngine's option; default true). */
+  asyncScheduling?: boolean;
   /**
    * Tensor-parallel ranks (vLLM's tensor_parallel_size; default 1). Each rank is sized as its own virtual GPU:
    * gpuMemoryUtilization of gpuMemoryBytes holds its weight shards, activations and KV-cache shard.
@@ -158,7 +160,7 @@ export class LLM {
     }
     const engine = await LLMEngine.create(gpu, ckpt, {
       dtype, blockSize, numBlocks, maxNumSeqs, maxNumBatchedTokens, maxModelLen, enablePrefixCaching: opts.enablePrefixCaching,
-      numLookaheadTokens: opts.numLookaheadTokens, tensorParallelSize: tp, tensorParallelGpus: opts.tensorParallelGpus,
+      numLookaheadTokens: opts.numLookaheadTokens, asyncScheduling: opts.asyncScheduling, tensorParallelSize: tp, tensorParallelGpus: opts.tensorParallelGpus,
     });
     const tokenizer = await OptTokenizer.load();
     // Per rank (each rank's virtual GPU holds the same amounts).

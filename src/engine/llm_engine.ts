@@ -17,9 +17,10 @@ import { TensorParallelGroup } from '../gpu/tensor_parallel_group.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
 import type { Checkpoint, HostTensor, TensorMap } from '../model/weights/types.ts';
 import { KVCacheManager } from './kv_cache_manager.ts';
-import { MAX_LOOKAHEAD, ModelRunner, type ModelRunnerConfig } from './model_runner.ts';
+import { MAX_LOOKAHEAD, ModelRunner, type ContinuationRow, type ModelRunnerConfig, type PendingStep, type RunnerChunk } from './model_runner.ts';
 import { Request, type FinishReason, type RequestSamplingParams } from './request.ts';
-import { Scheduler, type RequestStepOutput } from './scheduler.ts';
+import { Scheduler, type RequestStepOutput, type SchedulerOutput } from './scheduler.ts';
+import { EngineProtocolError } from './errors.ts';
 
 export interface SamplingParams extends RequestSamplingParams {
   /** 0 (default) = greedy. */
@@ -116,6 +117,12 @@ export interface EngineOptions {
    */
   numLookaheadTokens?: number;
   /**
+   * Asynchronous scheduling (default true): while a step's tokens are read back, the next step over the same
+   * running requests is already on the GPU (LLMEngine.step). False: every step waits for its tokens before the
+   * next is scheduled (to compare; outputs are the same either way).
+   */
+  asyncScheduling?: boolean;
+  /**
    * Megatron-style tensor parallelism over this many ranks of one device (vLLM's tensor_parallel_size): each
    * rank holds its share of the heads and fc1/fc2 and of the KV cache (numBlocks blocks of its heads), and every
    * step runs on all ranks with two all-reduces per layer. Default 1.
@@ -127,6 +134,13 @@ export interface EngineOptions {
    * tensorParallelSize ranks share the engine's Gpu through a TensorParallelGroup.
    */
   tensorParallelGpus?: readonly Gpu[];
+}
+
+/** A step submitted on every rank whose tokens the engine has not processed yet. */
+interface InflightStep {
+  out: SchedulerOutput<SamplingParams>;
+  /** One per rank, in rank order. */
+  pending: PendingStep[];
 }
 
 /** One tensor-parallel rank: its view of the device, its weight shards, its runner (KV-cache shard). */
@@ -178,6 +192,16 @@ export class LLMEngine {
   private readonly runnerOptions: ModelRunnerConfig;
   private nextId = 0;
   private nextSeed = 0x5eed;
+  /** EngineOptions.asyncScheduling; may be switched between steps. */
+  asyncScheduling = true;
+  /**
+   * Steps submitted: by a full schedule, or as continuations while the previous step's tokens were in flight;
+   * rows a continuation left out of the previous step's (requests that finished, were aborted or reach their
+   * length limit with the tokens in flight).
+   */
+  readonly pipelineStats = { scheduledSteps: 0, continuationSteps: 0, rowsDropped: 0 };
+  /** Steps on the GPU whose tokens are not processed yet, oldest first (at most one between step() calls). */
+  private inflight: InflightStep[] = [];
 
   private readonly gpu: Gpu;
 
@@ -218,7 +242,9 @@ export class LLMEngine {
       const weights = await uploadWeights(rankGpu, config, ckpt.tensors, dtype, { rank: r, size });
       ranks.push({ gpu: rankGpu, weights, runner: await ModelRunner.create(rankGpu, config, weights, runnerOptions) });
     }
-    return new LLMEngine(gpu, config, ranks, group, kv, scheduler, runnerOptions);
+    const engine = new LLMEngine(gpu, config, ranks, group, kv, scheduler, runnerOptions);
+    engine.asyncScheduling = opts.asyncScheduling ?? true;
+    return engine;
   }
 
   /**
@@ -327,6 +353,7 @@ export class LLMEngine {
     if (level !== 1 && level !== 2) throw new InvalidInputError(`sleep level must be 1 or 2, got ${level}`);
     if (this.asleep) throw new InvalidInputError(`the engine is already asleep (level ${this.asleep.level})`);
     if (this.scheduler.hasUnfinishedRequests()) throw new InvalidInputError('sleep needs an idle engine: finish or abort every request first');
+    await this.drain(); // a step computed past the last stop may still be on the GPU
     const before = this.gpu.stats().bytesAllocated;
     let host: TensorMap | null = null;
     if (level === 1) {
@@ -379,32 +406,106 @@ export class LLMEngine {
     return this.asleep?.level ?? 0;
   }
 
-  /** One engine step: schedule, run, sample, update. */
+  /**
+   * One engine step: the tokens of one step (sampled, checked for stops, appended), as outputs per request.
+   *
+   * Asynchronous scheduling, "one round behind" (vLLM v1's async scheduling; src/model/generate.ts's loop for
+   * one sequence). A step whose tokens are on their way back (a ~10 ms readback in Deno) is not waited for
+   * alone: first the next step is recorded and submitted (Scheduler.scheduleContinuation), continuing every
+   * running request from the last token the GPU sampled for it, so the GPU runs it while the CPU waits. Then
+   * the older step's tokens are processed; a request that turns out to have stopped is finished at once (its
+   * blocks and state slot freed) and whatever the newer step computed for it is discarded when that step's
+   * tokens arrive (the scheduler ignores finished requests), so nothing past a stop ever reaches an output.
+   * Blocks freed while a step still writes them are safe: every later use of them is recorded after it on
+   * the GPU's queue, and new requests are only admitted by a full schedule, which runs once nothing is in flight.
+   *
+   * When does the pipeline drain? When a continuation is impossible or would need the CPU's decision: a waiting
+   * request can be admitted (prefill mixes CPU-known tokens into the batch; draining costs the newcomers one
+   * readback of latency and keeps the batch's packing, prefix-cache hits and forks on the one path that already
+   * proves batch invariance), a prefill is still partial, or blocks run short (preemption). Then this step
+   * returns the older step's tokens and the next call schedules afresh.
+   */
   async step(): Promise<EngineStepOutput[]> {
     if (this.asleep) throw new InvalidInputError(`the engine is asleep (level ${this.asleep.level}): call wakeUp() first`);
-    const out = this.scheduler.schedule();
-    // Requests gone (finished, aborted) or preempted since the last step lose their token state; a preempted
-    // one gets it rebuilt from its history when it is scheduled again.
-    for (const r of this.ranks) r.runner.dropRequests([...out.finished, ...out.preempted]);
-    if (out.chunks.length === 0) return this.scheduler.updateFromOutput(out, new Map());
-    const chunks = out.chunks.map((c) => {
+    let head = this.inflight.shift();
+    try {
+      if (!head) {
+        const out = this.scheduler.schedule();
+        // Requests gone (finished, aborted) or preempted since the last step lose their token state; a preempted
+        // one gets it rebuilt from its history when it is scheduled again.
+        for (const r of this.ranks) r.runner.dropRequests([...out.finished, ...out.preempted]);
+        if (out.chunks.length === 0) return this.scheduler.updateFromOutput(out, new Map());
+        head = await this.submitScheduled(out);
+      }
+      if (this.asyncScheduling) {
+        const next = this.submitContinuation(head);
+        if (next) this.inflight.push(next);
+      }
+      return await this.processOutput(head);
+    } catch (e) {
+      this.inflight = [];
+      throw e;
+    }
+  }
+
+  /** Process every step still in flight (their outputs go nowhere: requests alive get their tokens). */
+  private async drain(): Promise<void> {
+    while (this.inflight.length > 0) await this.processOutput(this.inflight.shift()!);
+  }
+
+  /** The sampler's values of a request, and whether it needs token state (penalties, min-tokens masking). */
+  private samplingOf(requestId: string): { sampling: SamplingRow; usesTokenState: boolean; stops: number[]; logprobs?: number } {
+    const req = this.scheduler.getRequest(requestId)!;
+    const p = req.samplingParams;
+    const sampling: SamplingRow = {
+      temperature: p.temperature ?? 0, topK: p.topK ?? 0, topP: p.topP ?? 1, seed: p.seed ?? 0, minP: p.minP ?? 0,
+      repetitionPenalty: p.repetitionPenalty ?? 1, presencePenalty: p.presencePenalty ?? 0, frequencyPenalty: p.frequencyPenalty ?? 0,
+      minTokens: p.minTokens ?? 0,
+    };
+    const stops = stopTokensToMask(p, req.eosTokenId);
+    return { sampling, usesTokenState: usesPenalties(p) || stops.length > 0, stops, logprobs: p.logprobs };
+  }
+
+  /** Record and submit a scheduled step on every rank (all record before anyone reads: their all-reduces meet). */
+  private async submitScheduled(out: SchedulerOutput<SamplingParams>): Promise<InflightStep> {
+    const chunks: RunnerChunk[] = out.chunks.map((c) => {
       const req = this.scheduler.getRequest(c.requestId)!;
-      const p = req.samplingParams;
-      const sampling: SamplingRow = {
-        temperature: p.temperature ?? 0, topK: p.topK ?? 0, topP: p.topP ?? 1, seed: p.seed ?? 0, minP: p.minP ?? 0,
-        repetitionPenalty: p.repetitionPenalty ?? 1, presencePenalty: p.presencePenalty ?? 0, frequencyPenalty: p.frequencyPenalty ?? 0,
-        minTokens: p.minTokens ?? 0,
-      };
-      const stops = stopTokensToMask(p, req.eosTokenId);
-      const tokenState = usesPenalties(p) || stops.length > 0
-        ? { promptTokenIds: req.promptTokenIds, outputTokenIds: req.outputTokenIds, stopTokenIds: stops }
-        : undefined;
-      return { ...c, sampling, tokenState, logprobs: p.logprobs };
+      const { sampling, usesTokenState, stops, logprobs } = this.samplingOf(c.requestId);
+      const tokenState = usesTokenState ? { promptTokenIds: req.promptTokenIds, outputTokenIds: req.outputTokenIds, stopTokenIds: stops } : undefined;
+      return { ...c, sampling, tokenState, logprobs };
     });
-    // Every rank runs the step (their all-reduces meet on the device); each samples the same tokens from the
-    // same logits, so rank 0's answer is everyone's and no broadcast is needed.
-    const [sampled] = await Promise.all(this.ranks.map((r) => r.runner.execute(chunks)));
-    const results: EngineStepOutput[] = this.scheduler.updateFromOutput(out, sampled.tokens);
+    const pending = await Promise.all(this.ranks.map((r) => r.runner.submit(chunks)));
+    this.pipelineStats.scheduledSteps++;
+    return { out, pending };
+  }
+
+  /** Plan, record and submit the step after `head` on every rank while head's tokens are in flight; null if none. */
+  private submitContinuation(head: InflightStep): InflightStep | null {
+    const prev = head.pending[0];
+    const scheduledExtra = head.out.chunks[0]?.numLookaheadTokens ?? 0;
+    if (prev.rows.length > 0 && prev.numLookaheadTokens !== scheduledExtra) {
+      throw new EngineProtocolError(`step ${head.out.step}: the runner ran ${prev.numLookaheadTokens} extra steps, the scheduler planned ${scheduledExtra}`);
+    }
+    const out = this.scheduler.scheduleContinuation(head.out);
+    if (!out) return null;
+    const prevRow = new Map(prev.rows.map((id, i) => [id, i]));
+    const rows: ContinuationRow[] = out.chunks.map((c) => {
+      const { sampling, usesTokenState, logprobs } = this.samplingOf(c.requestId);
+      const row = prevRow.get(c.requestId);
+      if (row === undefined) throw new EngineProtocolError(`step ${out.step}: ${c.requestId} had no row in step ${head.out.step}`);
+      return { requestId: c.requestId, prevRow: row, position: c.startPosition, blockIds: c.blockIds, sampling, outputBase: c.outputBase!, usesTokenState, logprobs };
+    });
+    const k = out.chunks[0].numLookaheadTokens;
+    this.pipelineStats.continuationSteps++;
+    this.pipelineStats.rowsDropped += prev.rows.length - rows.length;
+    return { out, pending: this.ranks.map((r, i) => r.runner.submitContinuation(head.pending[i], rows, k)) };
+  }
+
+  /** Wait for a step's tokens and hand them to the scheduler (stops, lengths, frees); attach logprobs. */
+  private async processOutput(s: InflightStep): Promise<EngineStepOutput[]> {
+    // Every rank samples the same tokens from the same logits, so rank 0's answer is everyone's.
+    const [sampled] = await Promise.all(s.pending.map((p) => p.output));
+    const results: EngineStepOutput[] = this.scheduler.updateFromOutput(s.out, sampled.tokens);
     const finished = results.filter((r) => r.finished).map((r) => r.requestId);
     for (const r of this.ranks) r.runner.dropRequests(finished);
     for (const r of results) {

@@ -14,11 +14,18 @@
  * lookahead steps included, so the state never needs the CPU. `dropRequests` frees slots of requests that
  * finished, were aborted or preempted.
  *
+ * Asynchronous decoding. `submit` records a step and starts the readback of its tokens without waiting for it;
+ * `submitContinuation` then records the next step over the same requests (or fewer: rows are compacted on the
+ * GPU) straight from what the previous step's sampler left on the GPU (each row's last token), with positions,
+ * slots, block tables and sampling rows written from the CPU, which knows them without the tokens. So the GPU
+ * runs step N + 1 while the CPU waits for step N's tokens (the engine's "one round behind").
+ *
  * Every kernel reduces in a fixed order per token (linear layers in 64-value segments whatever the row count;
  * attention per query in key order whatever the query block), so a request's tokens do not depend on what else
  * is in the batch, on chunking or on prefix-cache hits: batch invariance by construction.
  */
 import { InvalidInputError } from '../errors.ts';
+import { EngineProtocolError } from './errors.ts';
 import type { Gpu, GpuBuffer, Recording } from '../gpu/gpu.ts';
 import { ATTENTION_PARTITION, buildQueryBlocks, queryBlockSize } from '../kernels/paged_attention.ts';
 import {
@@ -59,6 +66,34 @@ export interface RunnerOutput {
   logprobs: Map<string, LogprobsRecord[]>;
 }
 
+/** A step recorded and submitted; its tokens are on their way back. */
+export interface PendingStep {
+  /** Request ids of the sampler rows, in row order: row s's last sampled token stays in the GPU's next-id row s. */
+  readonly rows: readonly string[];
+  /** Extra decode steps run after the first (every row ran 1 + this many). */
+  readonly numLookaheadTokens: number;
+  /** The step's tokens (and logprobs). */
+  readonly output: Promise<RunnerOutput>;
+}
+
+/** One request of a continuation step (ModelRunner.submitContinuation). */
+export interface ContinuationRow {
+  requestId: string;
+  /** Its sampler row in the previous step: the token it feeds is that row's last sampled one, on the GPU. */
+  prevRow: number;
+  /** Position of that token (the first position this step feeds). */
+  position: number;
+  /** The whole block table, covering every position this step feeds. */
+  blockIds: readonly number[];
+  sampling: SamplingRow;
+  /** Tokens the request generated before this step (the CPU's and those still in flight), for minTokens. */
+  outputBase: number;
+  /** The request uses token state (penalties, minTokens): it holds a slot from an earlier step. */
+  usesTokenState: boolean;
+  /** Top logprobs wanted per step (0..20); undefined = none. */
+  logprobs?: number;
+}
+
 export interface ModelRunnerConfig {
   maxNumSeqs: number;
   maxNumBatchedTokens: number;
@@ -90,6 +125,8 @@ interface StepBuffers {
   /** 0, 1, ..., maxNumSeqs - 1: each decode row is its own sequence and its own query block. */
   iota: GpuBuffer;
   iotaBlocks: GpuBuffer;
+  /** The previous step's next ids, copied aside when a continuation compacts its rows. */
+  prevIds: GpuBuffer;
 }
 
 /** Most decode steps one execute() runs on the GPU between readbacks. */
@@ -152,6 +189,7 @@ export class ModelRunner {
       stateEntries: await u32(S * TOKEN_STATE_ENTRY_WORDS, 'runner.stateEntries'),
       iota: await u32(S, 'runner.iota'),
       iotaBlocks: await u32(2 * S, 'runner.iotaBlocks'),
+      prevIds: await u32(S, 'runner.prevIds'),
     };
     gpu.write(buf.iota, Uint32Array.from({ length: S }, (_, i) => i));
     gpu.write(buf.iotaBlocks, Uint32Array.from({ length: 2 * S }, (_, i) => (i % 2 === 0 ? i / 2 : 1)));
@@ -162,7 +200,7 @@ export class ModelRunner {
   /** Bytes of step buffers beyond the forward's activations (the token state dominates: maxNumSeqs * vocab * 4). */
   static stepBufferBytes(config: OptConfig, rc: Pick<ModelRunnerConfig, 'maxNumSeqs'>): number {
     const S = rc.maxNumSeqs;
-    return 4 * S * (config.vocabSize + (1 + MAX_LOOKAHEAD) * (1 + LOGPROBS_RECORD_WORDS) + TOKEN_STATE_ENTRY_WORDS + SAMPLING_ROW_WORDS + 64);
+    return 4 * S * (config.vocabSize + (1 + MAX_LOOKAHEAD) * (1 + LOGPROBS_RECORD_WORDS) + TOKEN_STATE_ENTRY_WORDS + SAMPLING_ROW_WORDS + 64 + 1);
   }
 
   /** Forget requests that finished, were aborted or preempted: their token-state slots are free again. */
@@ -192,15 +230,24 @@ export class ModelRunner {
 
   /**
    * Run one step: forward over every chunk, then sample one token for each chunk with `samplesToken`.
-   * When every chunk is a single-token decode with lookahead slots, then up to min(numLookaheadTokens) more
-   * decode steps run back to back on the GPU (the sampler writes each step's token, position and slot for the
-   * next; DESIGN.md, "Keep the loop on the GPU"), and all tokens come back in one readback.
+   * When every chunk samples and has lookahead slots, then min(numLookaheadTokens) more decode steps run back
+   * to back on the GPU (the sampler writes each step's token, position and slot for the next; DESIGN.md, "Keep
+   * the loop on the GPU"), and all tokens come back in one readback.
    * Resolves with the tokens (and requested logprobs) by request id.
    */
   async execute(chunks: readonly RunnerChunk[]): Promise<RunnerOutput> {
+    return (await this.submit(chunks)).output;
+  }
+
+  /**
+   * execute() without the wait: records and submits the step and starts its readback. Resolves once the step
+   * is on the GPU (it awaits only a buffer allocation when token-state histories outgrow their buffer); the
+   * tokens come with `output`. Tensor-parallel ranks: submit on every rank before awaiting any output.
+   */
+  async submit(chunks: readonly RunnerChunk[]): Promise<PendingStep> {
     const rc = this.runnerConfig, g = this.gpu, b = this.buf;
     const out: RunnerOutput = { tokens: new Map(), logprobs: new Map() };
-    if (chunks.length === 0) return out;
+    if (chunks.length === 0) return { rows: [], numLookaheadTokens: 0, output: Promise.resolve(out) };
     if (chunks.length > rc.maxNumSeqs) throw new RangeError(`${chunks.length} requests in one step exceed maxNumSeqs ${rc.maxNumSeqs}`);
     const T = chunks.reduce((s, c) => s + c.tokenIds.length, 0);
     if (T > rc.maxNumBatchedTokens) throw new RangeError(`${T} tokens in one step exceed maxNumBatchedTokens ${rc.maxNumBatchedTokens}`);
@@ -265,54 +312,139 @@ export class ModelRunner {
       blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq, maxContext, queryBlocks: b.queryBlocks,
       numQueryBlocks: blocks.length / 2,
     }, this.cache, b.logitIndices, samplers.length, b.logits);
-    if (samplers.length === 0) {
-      await g.sync();
-      return out;
-    }
-    // Lookahead only for a pure decode step, where sampler row s is chunk s (its block-table row).
-    const pureDecode = chunks.every((c) => c.tokenIds.length === 1 && c.samplesToken);
-    const extra = pureDecode ? Math.min(MAX_LOOKAHEAD, ...chunks.map((c) => c.numLookaheadTokens ?? 0)) : 0;
+    if (samplers.length === 0) return { rows: [], numLookaheadTokens: 0, output: quiet(g.sync().then(() => out)) };
+    // Lookahead only when every chunk samples, so that sampler row s is chunk s (its block-table row).
+    const allSample = chunks.every((c) => c.samplesToken);
+    const extra = allSample ? Math.min(MAX_LOOKAHEAD, ...chunks.map((c) => c.numLookaheadTokens ?? 0)) : 0;
     const cap = 1 + extra;
     const S = samplers.length;
     // The sampler writes row s's j-th token at sampled[s * cap + j].
-    const samplerBufs = {
-      logits: b.logits, sampling: b.sampling, blockTables: b.blockTables, seqState: b.seqState, nextIds: b.nextIds,
-      nextPositions: b.nextPositions, nextSlots: b.nextSlots, outTokens: b.sampled, tokenState: b.tokenState,
-    };
-    const samplerArgs = { numSeqs: S, vocab: this.config.vocabSize, blockSize: bs, maxBlocksPerSeq: this.maxBlocksPerSeq, outCapacity: cap };
-    const L = logprobRows.length;
-    const logprobBufs = { logits: b.logits, sampling: b.sampling, seqState: b.seqState, nextIds: b.nextIds, records: b.sampled };
-    const logprobArgs = { numSeqs: S, vocab: this.config.vocabSize, outCapacity: cap, recordBase: S * cap };
-    const sampleStep = () => {
-      sampleAndAdvance(g, samplerBufs, samplerArgs);
-      if (L > 0) computeLogprobs(g, logprobBufs, logprobArgs);
-    };
-    sampleStep();
+    this.recordSampling(S, cap, logprobRows.length);
     // Submit each step as it is recorded, so the GPU runs it while the CPU records the next.
     g.flush();
     for (let j = 1; j <= extra; j++) {
-      // Lookahead steps differ only in their batch size, output ring and attention partition count: each such
-      // step is captured once and replayed (no re-encoding on the CPU).
-      const parts = Math.ceil((maxContext + j) / ATTENTION_PARTITION);
-      const key = `${S}:${cap}:${parts}:${L > 0}`;
-      let plan = this.plans.get(key);
-      if (!plan) {
-        plan = g.capture(() => {
-          this.forward.forward({
-            numTokens: S, tokenIds: b.nextIds, positions: b.nextPositions, tokenSeq: b.iota, slotMapping: b.nextSlots,
-            blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq,
-            maxContext: Math.min(parts * ATTENTION_PARTITION, rc.maxModelLen), queryBlocks: b.iotaBlocks, numQueryBlocks: S,
-          }, this.cache, 'all', S, b.logits);
-          sampleStep();
-        });
-        this.plans.set(key, plan);
-      }
-      g.replay(plan);
+      g.replay(this.decodePlan(S, cap, maxContext + j, logprobRows.length > 0));
       g.flush();
     }
-    const R = LOGPROBS_RECORD_WORDS;
-    const got = new Uint32Array(await g.read(b.sampled, 0, (S * cap + L * cap * R) * 4));
-    samplers.forEach((id, i) => out.tokens.set(id, Array.from(got.subarray(i * cap, (i + 1) * cap))));
+    return { rows: samplers, numLookaheadTokens: extra, output: quiet(this.readTokens(samplers, cap, logprobRows)) };
+  }
+
+  /**
+   * Record and submit the step after `prev` (a step this runner submitted, whose tokens may still be in
+   * flight): every row feeds its last sampled token, then `numLookaheadTokens` more decode steps run, all of them
+   * captured steps replayed. Rows keep the previous step's order; requests may be left out (finished, aborted),
+   * in which case the remaining rows' tokens are moved up on the GPU. Nothing is awaited.
+   */
+  submitContinuation(prev: PendingStep, rows: readonly ContinuationRow[], numLookaheadTokens: number): PendingStep {
+    const rc = this.runnerConfig, g = this.gpu, b = this.buf, bs = rc.blockSize;
+    const S = rows.length;
+    if (S === 0 || S > rc.maxNumSeqs) throw new RangeError(`a continuation of ${S} requests (1..maxNumSeqs ${rc.maxNumSeqs})`);
+    if (!(Number.isInteger(numLookaheadTokens) && numLookaheadTokens >= 0 && numLookaheadTokens <= MAX_LOOKAHEAD)) {
+      throw new RangeError(`numLookaheadTokens must be an integer in [0, ${MAX_LOOKAHEAD}], got ${numLookaheadTokens}`);
+    }
+    const cap = 1 + numLookaheadTokens;
+    // Rows move up only (prevRow strictly increasing, >= row): copy the previous ids aside, then gather in runs.
+    let compact = false;
+    rows.forEach((r, i) => {
+      if (prev.rows[r.prevRow] !== r.requestId || (i > 0 && r.prevRow <= rows[i - 1].prevRow)) {
+        throw new EngineProtocolError(`continuation row ${i} (${r.requestId}) is not row ${r.prevRow} of the previous step, in order`);
+      }
+      if (r.prevRow !== i) compact = true;
+    });
+    if (compact) {
+      g.copy(b.nextIds, 0, b.prevIds, 0, 4 * prev.rows.length);
+      for (let i = 0; i < S;) {
+        let n = 1;
+        while (i + n < S && rows[i + n].prevRow === rows[i].prevRow + n) n++;
+        g.copy(b.prevIds, 4 * rows[i].prevRow, b.nextIds, 4 * i, 4 * n);
+        i += n;
+      }
+    }
+    const tables = new Uint32Array(S * this.maxBlocksPerSeq);
+    const pos = new Uint32Array(S), slots = new Uint32Array(S), seqState = new Uint32Array(2 * S);
+    const samplingRows: SamplingRow[] = [];
+    const logprobRows: Array<[string, number]> = [];
+    let maxContext = 0;
+    rows.forEach((r, i) => {
+      const lastPosition = r.position + numLookaheadTokens;
+      if (Math.floor(lastPosition / bs) >= r.blockIds.length || r.blockIds.length > this.maxBlocksPerSeq) {
+        throw new EngineProtocolError(`continuation of ${r.requestId}: ${r.blockIds.length} blocks do not cover position ${lastPosition}`);
+      }
+      tables.set(r.blockIds, i * this.maxBlocksPerSeq);
+      pos[i] = r.position;
+      slots[i] = r.blockIds[Math.floor(r.position / bs)] * bs + (r.position % bs);
+      seqState[2 * i] = r.position;
+      maxContext = Math.max(maxContext, r.position + 1);
+      const row: SamplingRow = { ...r.sampling, stateSlot: undefined, outputBase: r.outputBase, logprobsIndex: undefined };
+      if (r.usesTokenState) {
+        row.stateSlot = this.stateSlots.get(r.requestId);
+        if (row.stateSlot === undefined) throw new EngineProtocolError(`continuation of ${r.requestId}: it holds no token-state slot`);
+      }
+      if (r.logprobs !== undefined) {
+        row.logprobsIndex = logprobRows.length;
+        row.numTopLogprobs = r.logprobs;
+        logprobRows.push([r.requestId, r.logprobs]);
+      }
+      samplingRows.push(row);
+    });
+    // Ordered after the previous step's work (and the copy of its tokens for the readback) on the queue.
+    g.write(b.blockTables, tables);
+    g.write(b.nextPositions, pos);
+    g.write(b.nextSlots, slots);
+    g.write(b.seqState, seqState);
+    g.write(b.sampling, packSamplingRows(samplingRows));
+    for (let j = 0; j <= numLookaheadTokens; j++) {
+      g.replay(this.decodePlan(S, cap, maxContext + j, logprobRows.length > 0));
+      g.flush();
+    }
+    const ids = rows.map((r) => r.requestId);
+    return { rows: ids, numLookaheadTokens, output: quiet(this.readTokens(ids, cap, logprobRows)) };
+  }
+
+  /** Sample (and compute the asked logprobs of) the S logit rows, writing token j of row s at sampled[s * cap + j]. */
+  private recordSampling(S: number, cap: number, L: number): void {
+    const g = this.gpu, b = this.buf;
+    sampleAndAdvance(g, {
+      logits: b.logits, sampling: b.sampling, blockTables: b.blockTables, seqState: b.seqState, nextIds: b.nextIds,
+      nextPositions: b.nextPositions, nextSlots: b.nextSlots, outTokens: b.sampled, tokenState: b.tokenState,
+    }, { numSeqs: S, vocab: this.config.vocabSize, blockSize: this.runnerConfig.blockSize, maxBlocksPerSeq: this.maxBlocksPerSeq, outCapacity: cap });
+    if (L > 0) {
+      computeLogprobs(g, { logits: b.logits, sampling: b.sampling, seqState: b.seqState, nextIds: b.nextIds, records: b.sampled }, {
+        numSeqs: S, vocab: this.config.vocabSize, outCapacity: cap, recordBase: S * cap,
+      });
+    }
+  }
+
+  /**
+   * The captured decode step (forward of S single-token rows fed from the sampler's next ids/positions/slots,
+   * then sampling) for a context of up to `context` tokens. Steps differ only in their batch size, output ring
+   * and attention partition count: each is captured once and replayed (no re-encoding on the CPU).
+   */
+  private decodePlan(S: number, cap: number, context: number, withLogprobs: boolean): Recording {
+    const rc = this.runnerConfig, b = this.buf;
+    const parts = Math.ceil(context / ATTENTION_PARTITION);
+    const key = `${S}:${cap}:${parts}:${withLogprobs}`;
+    let plan = this.plans.get(key);
+    if (!plan) {
+      plan = this.gpu.capture(() => {
+        this.forward.forward({
+          numTokens: S, tokenIds: b.nextIds, positions: b.nextPositions, tokenSeq: b.iota, slotMapping: b.nextSlots,
+          blockTables: b.blockTables, maxBlocksPerSeq: this.maxBlocksPerSeq,
+          maxContext: Math.min(parts * ATTENTION_PARTITION, rc.maxModelLen), queryBlocks: b.iotaBlocks, numQueryBlocks: S,
+        }, this.cache, 'all', S, b.logits);
+        this.recordSampling(S, cap, withLogprobs ? 1 : 0);
+      });
+      this.plans.set(key, plan);
+    }
+    return plan;
+  }
+
+  /** Read the step's tokens ([rows, cap]) and logprobs records back in one read, by request id. */
+  private async readTokens(rows: readonly string[], cap: number, logprobRows: ReadonlyArray<[string, number]>): Promise<RunnerOutput> {
+    const S = rows.length, L = logprobRows.length, R = LOGPROBS_RECORD_WORDS;
+    const got = new Uint32Array(await this.gpu.read(this.buf.sampled, 0, (S * cap + L * cap * R) * 4));
+    const out: RunnerOutput = { tokens: new Map(), logprobs: new Map() };
+    rows.forEach((id, i) => out.tokens.set(id, Array.from(got.subarray(i * cap, (i + 1) * cap))));
     logprobRows.forEach(([id, numTop], l) => {
       const recs: LogprobsRecord[] = [];
       for (let j = 0; j < cap; j++) recs.push(unpackLogprobsRecord(got, S * cap + (l * cap + j) * R, numTop));
@@ -345,4 +477,13 @@ export class ModelRunner {
     g.write(this.stateTokens, tokens);
     initTokenState(g, { entries: b.stateEntries, tokens: this.stateTokens, tokenState: b.tokenState }, { numEntries: inits.length, vocab: this.config.vocabSize });
   }
+}
+
+/**
+ * Mark a promise handled now (it may sit in flight for a while before the engine awaits it), without hiding
+ * its failure from whoever awaits it.
+ */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }

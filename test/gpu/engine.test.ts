@@ -161,3 +161,85 @@ Deno.test('sleep/wakeUp: level 1 frees GPU memory and restores the same model; l
   assert(busy instanceof InvalidInputError, String(busy));
   while (e.hasUnfinishedRequests()) await e.step();
 });
+
+Deno.test('asynchronous scheduling: the same tokens, logprobs and finish reasons as one step at a time alone; stops found late, aborts mid-flight, nothing leaks', async () => {
+  const { ref } = await readReference('opt-tiny');
+  const gpu = await testGpu();
+  const prompts = [...ref.prompts, ...ref.prompts, ...ref.prompts];
+  const base: SamplingParams[] = prompts.map((_, i) => ({
+    maxTokens: 4 + ((i * 7) % 17), ignoreEos: true,
+    ...(i % 3 === 1 ? { temperature: 0.9, topP: 0.95, seed: 7 + i } : {}),
+    ...(i % 4 === 2 ? { repetitionPenalty: 1.3, frequencyPenalty: 0.2, minTokens: 3 } : {}),
+    ...(i % 5 === 0 ? { logprobs: 2 } : {}),
+  }));
+  // The reference: one request at a time, one step per readback, nothing in flight, no prefix cache.
+  const reference = await LLMEngine.create(gpu, `${FIXTURES}opt-tiny`, { numBlocks: 64, numLookaheadTokens: 0, asyncScheduling: false, enablePrefixCaching: false });
+  const alone = async (params: SamplingParams[]) => {
+    const outs = [];
+    for (let i = 0; i < prompts.length; i++) outs.push((await reference.generate([prompts[i]], [params[i]]))[0]);
+    return outs;
+  };
+  const unstopped = await alone(base);
+  // Every other request stops at a token from the middle of its output: found late, inside a group of steps,
+  // with the next group already on the GPU.
+  const params = base.map((p, i) => (i % 2 === 0 ? { ...p, stopTokenIds: [unstopped[i].tokenIds[Math.floor(unstopped[i].tokenIds.length / 2)]] } : p));
+  const want = await alone(params);
+  assert(want.some((o) => o.finishReason === 'stop'), 'some requests stop early');
+  assertEquals(reference.pipelineStats.continuationSteps, 0);
+  const configs = [
+    { name: 'async, 7 lookahead steps', opts: {} },
+    { name: 'async, 15 lookahead steps', opts: { numLookaheadTokens: 15 } },
+    { name: 'async, no lookahead', opts: { numLookaheadTokens: 0 } },
+    { name: 'async, 4 sequences at a time (drains to admit)', opts: { maxNumSeqs: 4 } },
+    { name: 'async, token budget 7', opts: { maxNumBatchedTokens: 7 } },
+    { name: 'async, 9 blocks (preemption)', opts: { numBlocks: 9 } },
+    { name: 'sync', opts: { asyncScheduling: false } },
+  ];
+  for (const { name, opts } of configs) {
+    const e = await LLMEngine.create(gpu, `${FIXTURES}opt-tiny`, { numBlocks: 64, maxNumBatchedTokens: 256, maxNumSeqs: 16, ...opts });
+    for (const pass of ['', ', prefix hits']) {
+      const outs = await e.generate(prompts, params);
+      outs.forEach((o, i) => {
+        assertEquals(o.tokenIds, want[i].tokenIds, `${name}${pass}: request ${i}`);
+        assertEquals(o.finishReason, want[i].finishReason, `${name}${pass}: request ${i} finish reason`);
+        assertEquals(o.logprobs, want[i].logprobs, `${name}${pass}: request ${i} logprobs`);
+      });
+      assertEquals([e.kv.usage, e.runner.numStateSlotsInUse, e.scheduler.numRunning], [0, 0, 0], `${name}${pass}: blocks, state slots`);
+    }
+    const st = e.pipelineStats;
+    console.log(`  ${name}: ${st.scheduledSteps} scheduled steps, ${st.continuationSteps} continuations, ${st.rowsDropped} rows dropped, ${e.scheduler.numPreemptions} preemptions`);
+    if (name === 'sync') assertEquals(st.continuationSteps, 0);
+    else assert(st.continuationSteps > 0, `${name}: continuations ran`);
+    if (name.startsWith('async, 7')) assert(st.rowsDropped > 0, 'finished requests left the continuations');
+    if (name.includes('9 blocks')) assert(e.scheduler.numPreemptions > 0, 'the small cache must force preemptions');
+  }
+});
+
+Deno.test('asynchronous scheduling: a request aborted while its next step is on the GPU gets nothing more; the others are unaffected', async () => {
+  const { ref } = await readReference('opt-tiny');
+  const gpu = await testGpu();
+  const params: SamplingParams = { maxTokens: 30, ignoreEos: true, presencePenalty: 0.5, logprobs: 1 };
+  const sync = await LLMEngine.create(gpu, `${FIXTURES}opt-tiny`, { numBlocks: 64, asyncScheduling: false });
+  const want = await sync.generate(ref.prompts, params);
+  const e = await LLMEngine.create(gpu, `${FIXTURES}opt-tiny`, { numBlocks: 64, numLookaheadTokens: 3 });
+  const reqs = ref.prompts.map((p) => e.addRequest(p, params));
+  const got = new Map<string, number[]>(reqs.map((r) => [r.requestId, []]));
+  let steps = 0, abortedAt = -1;
+  while (e.hasUnfinishedRequests()) {
+    for (const o of await e.step()) got.get(o.requestId)!.push(...o.newTokenIds);
+    steps++;
+    if (steps === 3) {
+      // A continuation covering request 1 is in flight now.
+      abortedAt = got.get(reqs[1].requestId)!.length;
+      assert(e.scheduler.numInflightTokens(reqs[1].requestId) > 0, 'request 1 has tokens in flight');
+      assert(e.abort(reqs[1].requestId));
+    }
+  }
+  assert(abortedAt > 0 && abortedAt < 30, `aborted after ${abortedAt} tokens`);
+  assertEquals(reqs[1].finishReason, 'abort');
+  assertEquals(got.get(reqs[1].requestId), want[1].tokenIds.slice(0, abortedAt), 'nothing after the abort');
+  assertEquals([...reqs[1].outputTokenIds], want[1].tokenIds.slice(0, abortedAt));
+  reqs.forEach((r, i) => { if (i !== 1) assertEquals(got.get(r.requestId), want[i].tokenIds, `request ${i}`); });
+  assert(e.pipelineStats.rowsDropped >= 1, 'the aborted row left the next continuation');
+  assertEquals([e.kv.usage, e.runner.numStateSlotsInUse], [0, 0]);
+});
