@@ -3,10 +3,10 @@
 import { LLMEngine, type SamplingParams } from '../../src/engine/llm_engine.ts';
 import { assert, assertEquals, FIXTURES, greedyStepsToCompare, readReference, testGpu } from './helpers.ts';
 
-async function engine(set: string, opts: { numBlocks?: number; maxNumBatchedTokens?: number; maxNumSeqs?: number; numLookaheadTokens?: number } = {}) {
+async function engine(set: string, opts: { numBlocks?: number; maxNumBatchedTokens?: number; maxNumSeqs?: number; numLookaheadTokens?: number; asyncScheduling?: boolean } = {}) {
   return LLMEngine.create(await testGpu(), `${FIXTURES}${set}`, {
     numBlocks: opts.numBlocks ?? 64, maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 256, maxNumSeqs: opts.maxNumSeqs ?? 16,
-    numLookaheadTokens: opts.numLookaheadTokens,
+    numLookaheadTokens: opts.numLookaheadTokens, asyncScheduling: opts.asyncScheduling,
   });
 }
 
@@ -32,8 +32,8 @@ Deno.test('batch invariance: the same tokens alone, together, in tiny chunks, un
   for (const params of [prompts.map(() => greedy), seeded]) {
     const alone: number[][] = [];
     for (let i = 0; i < prompts.length; i++) {
-      // Alone, and one step per readback (no lookahead): the reference every other configuration must equal.
-      const e = await engine('opt-tiny', { numLookaheadTokens: 0 });
+      // Alone, one step per readback (no lookahead), nothing in flight: the reference every other configuration must equal.
+      const e = await engine('opt-tiny', { numLookaheadTokens: 0, asyncScheduling: false });
       alone.push((await e.generate([prompts[i]], [params[i]]))[0].tokenIds);
     }
     const configs = [
@@ -42,6 +42,7 @@ Deno.test('batch invariance: the same tokens alone, together, in tiny chunks, un
       { name: 'token budget 7 (chunked prefill)', opts: { maxNumBatchedTokens: 7 } },
       { name: '2 sequences at a time', opts: { maxNumSeqs: 2 } },
       { name: '9 blocks (preemption)', opts: { numBlocks: 9 } },
+      { name: 'together, one step at a time (no asynchronous scheduling)', opts: { asyncScheduling: false } },
     ];
     for (const { name, opts } of configs) {
       const e = await engine('opt-tiny', opts);

@@ -6,10 +6,10 @@ import { LLMEngine, sampleSeed, type SamplingParams } from '../../src/engine/llm
 import { OptModel } from '../../src/model/opt.ts';
 import { assert, assertEquals, FIXTURES, readReference, testGpu } from './helpers.ts';
 
-async function engine(opts: { numBlocks?: number; maxNumBatchedTokens?: number; maxNumSeqs?: number; numLookaheadTokens?: number } = {}) {
+async function engine(opts: { numBlocks?: number; maxNumBatchedTokens?: number; maxNumSeqs?: number; numLookaheadTokens?: number; asyncScheduling?: boolean } = {}) {
   return LLMEngine.create(await testGpu(), `${FIXTURES}opt-tiny`, {
     numBlocks: opts.numBlocks ?? 64, maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 256, maxNumSeqs: opts.maxNumSeqs ?? 16,
-    numLookaheadTokens: opts.numLookaheadTokens,
+    numLookaheadTokens: opts.numLookaheadTokens, asyncScheduling: opts.asyncScheduling,
   });
 }
 
@@ -153,7 +153,7 @@ Deno.test('batch invariance with penalties, minTokens and logprobs: alone, toget
   }));
   const alone: Awaited<ReturnType<LLMEngine["generate"]>> = [];
   for (let i = 0; i < prompts.length; i++) {
-    const e = await engine({ numLookaheadTokens: 0 });
+    const e = await engine({ numLookaheadTokens: 0, asyncScheduling: false });
     alone.push((await e.generate([prompts[i]], [params[i]]))[0]);
   }
   const configs = [
@@ -162,6 +162,7 @@ Deno.test('batch invariance with penalties, minTokens and logprobs: alone, toget
     { name: 'token budget 7', opts: { maxNumBatchedTokens: 7 } },
     { name: '2 sequences at a time', opts: { maxNumSeqs: 2 } },
     { name: '9 blocks (preemption)', opts: { numBlocks: 9 } },
+    { name: 'one step at a time (no asynchronous scheduling)', opts: { asyncScheduling: false } },
   ];
   for (const { name, opts } of configs) {
     const e = await engine(opts);
