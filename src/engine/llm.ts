@@ -207,6 +207,9 @@ export class LLM {
     if (this.loop) return;
     this.loop = (async () => {
       try {
+        // Let the caller queue the rest of its prompts first (generate() tracks them all in one go), so the
+        // first step schedules them together instead of the first alone.
+        await Promise.resolve();
         while (this.tracked.size > 0) {
           const outs = await this.engine.step();
           const now = performance.now();

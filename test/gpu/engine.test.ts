@@ -244,3 +244,16 @@ Deno.test('asynchronous scheduling: a request aborted while its next step is on 
   assert(e.pipelineStats.rowsDropped >= 1, 'the aborted row left the next continuation');
   assertEquals([e.kv.usage, e.runner.numStateSlotsInUse], [0, 0]);
 });
+
+Deno.test('asynchronous scheduling with tensorParallelSize 2: every rank records each continuation (rows compacted on each) before any reads; tokens equal TP=1 one step at a time', async () => {
+  const { ref } = await readReference('opt-tiny');
+  const gpu = await testGpu();
+  const prompts = [...ref.prompts, ...ref.prompts];
+  const params: SamplingParams[] = prompts.map((_, i) => ({ maxTokens: 3 + ((i * 5) % 14), ignoreEos: true, ...(i % 2 ? { temperature: 0.8, seed: i, frequencyPenalty: 0.3 } : {}) }));
+  const want = await (await LLMEngine.create(gpu, `${FIXTURES}opt-tiny`, { numBlocks: 64, asyncScheduling: false })).generate(prompts, params);
+  const tp = await LLMEngine.create(gpu, `${FIXTURES}opt-tiny`, { numBlocks: 64, numLookaheadTokens: 3, tensorParallelSize: 2 });
+  const got = await tp.generate(prompts, params);
+  got.forEach((o, i) => assertEquals(o.tokenIds, want[i].tokenIds, `request ${i}`));
+  assert(tp.pipelineStats.continuationSteps > 0 && tp.pipelineStats.rowsDropped > 0, JSON.stringify(tp.pipelineStats));
+  assertEquals([tp.kv.usage, ...tp.ranks.map((r) => r.runner.numStateSlotsInUse)], [0, 0, 0]);
+});
