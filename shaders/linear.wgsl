@@ -38,6 +38,21 @@ const SEG4: u32 = 16u;   // vec4s per reduction segment (64 values)
 var<workgroup> xs: array<vec4<f32>, 640>;
 var<workgroup> ws: array<vec4<f32>, 640>;
 
+// Element idx (row idx / KQ, vec4 idx % KQ) of the x tile at rows m0.., k step k4 (zeros outside the matrix).
+fn load_x(m0: u32, k4: u32, idx: u32) -> vec4<f32> {
+  let row = idx / KQ;
+  let kq = k4 + idx % KQ;
+  if (m0 + row < p.M && kq < p.K / 4u) { return vec4<f32>(x[(m0 + row) * (p.K / 4u) + kq]); }
+  return vec4<f32>();
+}
+
+fn load_w(n0: u32, k4: u32, idx: u32) -> vec4<f32> {
+  let row = idx / KQ;
+  let kq = k4 + idx % KQ;
+  if (n0 + row < p.N && kq < p.K / 4u) { return vec4<f32>(w[(n0 + row) * (p.K / 4u) + kq]); }
+  return vec4<f32>();
+}
+
 fn store(m: u32, n: u32, acc: f32) {
   if (n >= p.N) { return; }
   if (SPLIT) {
@@ -112,21 +127,25 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   var s7h = vec4<f32>();
   var bl: vec4<f32>;
   var bh: vec4<f32>;
+  // Operands of the first k step in registers; each step stores them to workgroup memory and then fetches the
+  // next step's while it computes (the global loads' latency hides behind the fmas; the arithmetic is unchanged).
+  var px0 = load_x(m0, k_begin, li);
+  var px1 = load_x(m0, k_begin, li + 256u);
+  var pw0 = load_w(n0, k_begin, li);
+  var pw1 = load_w(n0, k_begin, li + 256u);
   for (var k4 = k_begin; k4 < k_end; k4 += KQ) {
     // 128 rows x 4 vec4s of each operand: two of each per thread, four threads per row (64 contiguous bytes).
-    for (var r = 0u; r < 2u; r++) {
-      let idx = li + 256u * r;
-      let row = idx / KQ;
-      let q = idx % KQ;
-      let kq = k4 + q;
-      var xv = vec4<f32>();
-      if (m0 + row < p.M && kq < K4) { xv = vec4<f32>(x[(m0 + row) * K4 + kq]); }
-      xs[row * STRIDE + q] = xv;
-      var wv = vec4<f32>();
-      if (n0 + row < p.N && kq < K4) { wv = vec4<f32>(w[(n0 + row) * K4 + kq]); }
-      ws[row * STRIDE + q] = wv;
-    }
+    xs[(li / KQ) * STRIDE + li % KQ] = px0;
+    xs[((li + 256u) / KQ) * STRIDE + (li + 256u) % KQ] = px1;
+    ws[(li / KQ) * STRIDE + li % KQ] = pw0;
+    ws[((li + 256u) / KQ) * STRIDE + (li + 256u) % KQ] = pw1;
     workgroupBarrier();
+    if (k4 + KQ < k_end) {
+      px0 = load_x(m0, k4 + KQ, li);
+      px1 = load_x(m0, k4 + KQ, li + 256u);
+      pw0 = load_w(n0, k4 + KQ, li);
+      pw1 = load_w(n0, k4 + KQ, li + 256u);
+    }
     for (var q = 0u; q < KQ; q++) {
       let a0 = xs[(ty + 0u) * STRIDE + q];
       let a1 = xs[(ty + 16u) * STRIDE + q];

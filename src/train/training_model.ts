@@ -418,8 +418,12 @@ export class OptTrainingModel {
         // dh holds d loss / d (out_proj output).
         this.linearBackward({ T, x: A.attn, dy: { buffer: b.dh, ld: H }, weight: `${a}out_proj.weight`, bias: `${a}out_proj.bias`, N: H, K: H, dx: { buffer: b.dattn, accumulate: false } });
         attentionBackward(g, { s: shape, qkv: A.qkv, keyMask: b.keyMask, scratch: b.attention, dummy: b.dummy, dout: b.dattn, dqkv: b.dqkv });
+        // k_proj.bias gets no gradient: adding a constant to every key shifts each query's scores by the same
+        // q . b, which softmax ignores, so its gradient is exactly zero. Summing dK's columns would give rounding
+        // noise (~1e-10 in f32), which AdamW's first step (update ~ lr * g / (|g| + eps)) turns into a real move.
         ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) => this.linearBackward({
-          T, x: attnIn, dy: { buffer: b.dqkv, ld: 3 * H, offset: i * H }, weight: `${a}${proj}.weight`, bias: `${a}${proj}.bias`, N: H, K: H,
+          T, x: attnIn, dy: { buffer: b.dqkv, ld: 3 * H, offset: i * H }, weight: `${a}${proj}.weight`,
+          bias: proj === 'k_proj' ? null : `${a}${proj}.bias`, N: H, K: H,
           dx: { buffer: dAttnIn.buffer, accumulate: dAttnIn.accumulate || i > 0 },
         }));
       };
