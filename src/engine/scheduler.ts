@@ -139,6 +139,12 @@ export interface SchedulerStats {
   prefixCache: Readonly<PrefixCacheStats>;
 }
 
+interface Inflight {
+  fed: number;
+  pending: number;
+  steps: number[];
+}
+
 function positiveInt(name: string, v: number): void {
   if (!Number.isInteger(v) || v < 1) throw new EngineConfigError(`${name} must be a positive integer, got ${v}`);
 }
@@ -158,10 +164,11 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
   private finishedSinceLastStep: string[] = [];
   /**
    * Requests with sampled tokens in flight (scheduled, output not processed yet): `pending` tokens will come
-   * back; the scheduled steps feed positions up to `fed` - 1 (numComputedTokens counts only what is known to be
-   * fed: it catches up as outputs arrive).
+   * back, from the steps `steps` (in scheduling order: their outputs must be processed in that order); the
+   * scheduled steps feed positions up to `fed` - 1 (numComputedTokens counts only what is known to be fed: it
+   * catches up as outputs arrive).
    */
-  private readonly inflight = new Map<Request<P>, { fed: number; pending: number }>();
+  private readonly inflight = new Map<Request<P>, Inflight>();
   private nextArrival = 0;
   private stepCount = 0;
   private _numPreemptions = 0;
@@ -327,7 +334,7 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
       const start = computedBefore.get(req.requestId)!;
       total += n;
       const samplesToken = samples(req);
-      if (samplesToken) this.inflight.set(req, { fed: start + n + extra, pending: 1 + extra });
+      if (samplesToken) this.inflight.set(req, { fed: start + n + extra, pending: 1 + extra, steps: [this.stepCount] });
       chunks.push({
         requestId: req.requestId,
         tokenIds: req.allTokenIds.slice(start, start + n),
@@ -383,7 +390,7 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
     if (prev.chunks.length === 0 || prev.chunks.some((c) => !c.samplesToken)) return null;
     const inPrev = new Set(prev.chunks.map((c) => c.requestId));
     if (this.running.some((r) => !inPrev.has(r.requestId))) return null;
-    const rows: Array<{ req: Request<P>; flight: { fed: number; pending: number }; room: number }> = [];
+    const rows: Array<{ req: Request<P>; flight: Inflight; room: number }> = [];
     for (const c of prev.chunks) {
       const req = this.requests.get(c.requestId);
       const flight = req && this.inflight.get(req);
@@ -400,12 +407,14 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
     const chunks: ScheduledChunk[] = [];
     const numScheduled = new Map<string, number>();
     const running: RunningRequestData[] = [];
+    const step = this.stepCount++;
     for (const { req, flight } of rows) {
       const fresh = this.kv.reserveSlots(req, flight.fed + 1 + k)!;
       const start = flight.fed;
       const outputBase = req.numOutputTokens + flight.pending;
       flight.fed += 1 + k;
       flight.pending += 1 + k;
+      flight.steps.push(step);
       numScheduled.set(req.requestId, 1);
       running.push({ requestId: req.requestId, newBlockIds: fresh.map((b) => b.blockId), numComputedTokens: start });
       chunks.push({
@@ -414,7 +423,7 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
       });
     }
     return {
-      step: this.stepCount++, scheduledNewReqs: [], scheduledRunningReqs: running, numScheduledTokens: numScheduled,
+      step, scheduledNewReqs: [], scheduledRunningReqs: running, numScheduledTokens: numScheduled,
       totalNumScheduledTokens: chunks.length, preempted: [], finished: [], chunks, continues: prev.step,
     };
   }
@@ -448,7 +457,7 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
         throw new EngineProtocolError(`step ${output.step}: ${tokens.length} tokens for ${chunk.requestId}, but only ${chunk.numLookaheadTokens} lookahead slots were reserved`);
       }
       const flight = this.inflight.get(req);
-      if (!flight || flight.pending < 1 + chunk.numLookaheadTokens) {
+      if (!flight || flight.steps[0] !== output.step || flight.pending < 1 + chunk.numLookaheadTokens) {
         throw new EngineProtocolError(`step ${output.step}: output for ${req.requestId} out of order (steps must be processed in the order they were scheduled)`);
       }
       if (tokens.length < 1 + chunk.numLookaheadTokens && flight.pending > 1 + chunk.numLookaheadTokens) {
@@ -462,6 +471,7 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
       const expected = 1 + chunk.numLookaheadTokens;
       const flight = this.inflight.get(req)!;
       flight.pending -= expected;
+      flight.steps.shift();
       // The runner may stop early (fewer extra steps than reserved) when no later step continues from them.
       flight.fed -= expected - tokens.length;
       const appended: number[] = [];

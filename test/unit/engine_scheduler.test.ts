@@ -374,3 +374,108 @@ describe('n > 1: forks share the prompt blocks', () => {
     });
   }
 });
+
+describe('asynchronous scheduling (scheduleContinuation)', () => {
+  it('continues every running request from its in-flight tokens, reserving slots, and catches up as outputs arrive', () => {
+    const { sched, add, kv } = setup({ numLookaheadTokens: 2 });
+    const a = add('a', range(5), { maxTokens: 20 });
+    const b = add('b', range(3, 50), { maxTokens: 20 });
+    const ga = soloOutput(range(5), 20), gb = soloOutput(range(3, 50), 20);
+    const first = sched.schedule();
+    expect(first.chunks.map((c) => c.numLookaheadTokens)).toEqual([2, 2]); // both sample: 1 + 2 tokens each
+    expect(() => sched.schedule()).toThrow(EngineProtocolError); // tokens in flight: no full schedule
+    const cont = sched.scheduleContinuation(first)!;
+    expect(cont.continues).toBe(first.step);
+    // a fed positions 4, 5, 6 (prompt's last, then 2 extra steps); the continuation feeds 7 (its 3rd token) on.
+    expect(cont.chunks.map((c) => [c.requestId, c.startPosition, c.tokenIds.length, c.numLookaheadTokens, c.outputBase])).toEqual([
+      ['a', 7, 0, 2, 3], ['b', 5, 0, 2, 3],
+    ]);
+    for (const c of cont.chunks) expect(c.blockIds.length * 4).toBeGreaterThanOrEqual(c.startPosition + 1 + 2);
+    expect(sched.numInflightTokens('a')).toBe(6);
+    // Outputs must come in scheduling order: the continuation's first is a protocol error.
+    expect(() => sched.updateFromOutput(cont, new Map([['a', ga.slice(3, 6)], ['b', gb.slice(3, 6)]]))).toThrow(EngineProtocolError);
+    // Too few tokens from a step that a later one continues from is a runner bug.
+    expect(() => sched.updateFromOutput(first, new Map([['a', ga.slice(0, 2)], ['b', gb.slice(0, 3)]]))).toThrow(EngineProtocolError);
+    sched.updateFromOutput(first, new Map([['a', ga.slice(0, 3)], ['b', gb.slice(0, 3)]]));
+    expect([a.numTokens, a.numComputedTokens, sched.numInflightTokens('a')]).toEqual([8, 8, 3]);
+    sched.updateFromOutput(cont, new Map([['a', ga.slice(3, 6)], ['b', gb.slice(3, 6)]]));
+    expect([a.numTokens, a.numComputedTokens, sched.hasInflightTokens()]).toEqual([11, 10, false]);
+    while (sched.hasUnfinishedRequests()) step(sched);
+    expect(a.outputTokenIds).toEqual(ga);
+    expect(b.outputTokenIds).toEqual(gb);
+    expect(kv.pool.numUsedBlocks).toBe(0);
+  });
+
+  it('matches running alone, leaves out requests that reach maxTokens with what is in flight, and discards tokens after a stop', () => {
+    const { sched, add, kv } = setup({ numLookaheadTokens: 3 });
+    const reqs = [add('a', range(6), { maxTokens: 5 }), add('b', range(4, 30), { maxTokens: 17 }), add('c', range(9, 60), { maxTokens: 30 })];
+    const solo = reqs.map((r) => soloOutput([...r.promptTokenIds], r.samplingParams.maxTokens!));
+    // c stops at a token in the middle of its output: found one step late.
+    const stopAt = solo[2][11];
+    (reqs[2].samplingParams as RequestSamplingParams).stopTokenIds = [stopAt];
+    const device = new Map<string, number[]>();
+    const run = (out: SchedulerOutput) => {
+      const sampled = new Map<string, number[]>();
+      for (const c of out.chunks) {
+        const r = sched.getRequest(c.requestId)!;
+        const seq = out.continues === undefined ? [...r.allTokenIds] : device.get(c.requestId)!;
+        if (out.continues !== undefined) expect(c.startPosition).toBe(seq.length - 1);
+        const toks: number[] = [];
+        for (let j = 0; j <= c.numLookaheadTokens; j++) { const t = nextToken(seq); seq.push(t); toks.push(t); }
+        device.set(c.requestId, seq);
+        sampled.set(c.requestId, toks);
+      }
+      return sampled;
+    };
+    let head: { out: SchedulerOutput; sampled: Map<string, number[]> } | undefined;
+    const rowsPerStep: string[][] = [];
+    for (let i = 0; i < 100 && (sched.hasUnfinishedRequests() || head); i++) {
+      if (!head) { const out = sched.schedule(); head = { out, sampled: run(out) }; }
+      const cont = sched.scheduleContinuation(head.out);
+      const next = cont ? { out: cont, sampled: run(cont) } : undefined;
+      if (cont) rowsPerStep.push(cont.chunks.map((c) => c.requestId));
+      sched.updateFromOutput(head.out, head.sampled);
+      head = next;
+    }
+    expect(reqs[0].outputTokenIds).toEqual(solo[0]);
+    expect(reqs[1].outputTokenIds).toEqual(solo[1]);
+    expect(reqs[2].outputTokenIds).toEqual(solo[2].slice(0, solo[2].indexOf(stopAt) + 1));
+    expect(reqs.map((r) => r.finishReason)).toEqual(['length', 'length', 'stop']);
+    // a (5 tokens) is done after its first 4 + the continuation's: it never appears in a later continuation.
+    expect(rowsPerStep.some((rows) => rows.length < 3)).toBe(true);
+    expect(rowsPerStep.filter((rows) => rows.includes('a')).length).toBe(1);
+    expect(kv.pool.numUsedBlocks).toBe(0);
+    expect(sched.hasInflightTokens()).toBe(false);
+  });
+
+  it('drains (returns null) for admission, partial prefills and a dry pool', () => {
+    {
+      const { sched, add } = setup({ numLookaheadTokens: 1, maxNumSeqs: 2 });
+      add('a', range(4), { maxTokens: 10 });
+      const out = sched.schedule();
+      add('b', range(4)); // could be admitted: a full schedule is needed
+      expect(sched.scheduleContinuation(out)).toBeNull();
+      add('c', range(4));
+      sched.updateFromOutput(out, new Map([['a', [11, 12]]]));
+      const out2 = sched.schedule(); // a decodes, b admitted; c waits for a free sequence
+      expect(out2.chunks.map((c) => c.requestId)).toEqual(['a', 'b']);
+      expect(sched.scheduleContinuation(out2)).not.toBeNull(); // running is full: nobody could be admitted
+    }
+    {
+      const { sched, add } = setup({ numLookaheadTokens: 1, maxNumBatchedTokens: 3 });
+      add('a', range(6), { maxTokens: 10 });
+      expect(sched.scheduleContinuation(sched.schedule())).toBeNull(); // a partial prefill: its tokens are the CPU's
+    }
+    {
+      // 4 blocks of 4: a holds 3 (prompt 9 + 1 lookahead slot = 10 tokens), b 1 (3 + 1); b's continuation needs
+      // a 5th slot even without extra steps, and the pool is dry: preempting is a full schedule's call.
+      const { sched, add, kv } = setup({ numLookaheadTokens: 1 }, { numBlocks: 4, maxModelLen: 16 });
+      add('a', range(9), { maxTokens: 6 });
+      add('b', range(3), { maxTokens: 6 });
+      const out = sched.schedule();
+      expect(kv.pool.numFreeBlocks).toBe(0);
+      expect(sched.scheduleContinuation(out)).toBeNull();
+      expect(kv.pool.numFreeBlocks).toBe(0); // nothing reserved by the attempt
+    }
+  });
+});
