@@ -20,6 +20,7 @@
  * CollectiveRpcError naming that rank (the others answer, or fail too, as they may).
  */
 import * as Comlink from 'comlink';
+import * as Errors from '../errors.ts';
 import { ActorDisconnectedError, CollectiveRpcError, InvalidInputError } from '../errors.ts';
 import type { ActorPlacement } from '../cluster/actor.ts';
 import type { Cluster } from '../cluster/cluster.ts';
@@ -72,6 +73,46 @@ function engineUtilization(util: number, gpuMemoryBytes: number, budgetBytes: nu
   }
   const headroom = 4 * 2 ** 20 + 0.03 * wanted;
   return Math.max(1e-6, (wanted - headroom) / gpuMemoryBytes);
+}
+
+/** Typed errors by class name (comlink carries an error's name, message and stack, not its class). */
+const ERROR_CLASSES: Record<string, unknown> = Errors;
+const ERROR_CODES: Record<string, string> = { NonFiniteLossError: 'non_finite_loss', ActorOutOfMemoryError: 'gpu_out_of_memory', CollectiveRpcError: 'collective_rpc_failed', TrainingInputError: 'invalid_input' };
+
+/**
+ * An error that crossed from a worker, as the typed error it was (TandemError subclasses by name: a test or a
+ * caller can still catch StaleHandleError, InvalidInputError...); anything else is returned as is.
+ */
+export function reviveError(e: unknown): unknown {
+  if (!(e instanceof Error) || e instanceof Errors.TandemError) return e;
+  const cls = ERROR_CLASSES[e.name];
+  if (typeof cls !== 'function' || !(cls.prototype instanceof Errors.TandemError)) return e;
+  // Built without running the constructor (some take structured info the message already carries).
+  const err = Object.create(cls.prototype) as Errors.TandemError;
+  const code = ERROR_CODES[e.name] ?? (new (cls as new (m: string) => Errors.TandemError)('')).code;
+  Object.defineProperties(err, {
+    name: { value: e.name, writable: true, configurable: true },
+    message: { value: e.message, writable: true, configurable: true },
+    stack: { value: e.stack, writable: true, configurable: true },
+    code: { value: code, writable: true, configurable: true },
+  });
+  return err;
+}
+
+/** A comlink proxy whose calls reject with revived (typed) errors. */
+export function withTypedErrors<T extends object>(api: T): T {
+  return new Proxy(api, {
+    get(target, key, receiver) {
+      const v = Reflect.get(target, key, receiver);
+      if (typeof v !== 'function' || typeof key === 'symbol') return v;
+      return (...args: unknown[]) => {
+        const r = Reflect.apply(v as (...a: unknown[]) => unknown, target, args);
+        return r instanceof Promise || (r && typeof (r as Promise<unknown>).then === 'function')
+          ? (r as Promise<unknown>).then((x) => x, (err) => { throw reviveError(err); })
+          : r;
+      };
+    },
+  });
 }
 
 interface RankSlot {
@@ -204,7 +245,7 @@ export class InferenceEngine {
 
   /** Race a worker call with the worker's death (a call in flight to a dead worker never answers). */
   private async call<T>(p: Promise<T>): Promise<T> {
-    return await Promise.race([p, this.crashed.then((m) => { throw new ActorDisconnectedError(`engine "${this.name}": its worker crashed: ${m}`); })]);
+    return await Promise.race([p.catch((e) => { throw reviveError(e); }), this.crashed.then((m) => { throw new ActorDisconnectedError(`engine "${this.name}": its worker crashed: ${m}`); })]);
   }
 
   /**

@@ -23,6 +23,7 @@ import type { ActorPlacement } from '../cluster/actor.ts';
 import type { PlacementGroup } from '../cluster/placement_group.ts';
 import type { HostControl } from './device_host.ts';
 import { spawnActorWorker } from './spawn.ts';
+import { withTypedErrors } from './inference_engine.ts';
 
 /** Exported weights keyed by the virtual GPU they live on (merge several actors' with Object.assign). */
 export type WeightHandles = Record<string, ExportedTensors>;
@@ -226,7 +227,7 @@ export async function spawnTrainingActor(opts: SpawnTrainingActorOptions): Promi
   const crashed = worker.crashed.then((m) => { placement.release(); return m; });
   placement.onKill(() => void worker.terminate());
   return {
-    api: worker.api, placement, info: worker.info as TrainingActorInfo, crashed,
+    api: withTypedErrors(worker.api), placement, info: worker.info as TrainingActorInfo, crashed,
     async terminate() {
       await worker.terminate();
       placement.release();
