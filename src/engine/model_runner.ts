@@ -131,6 +131,8 @@ interface StepBuffers {
 
 /** Most decode steps one execute() runs on the GPU between readbacks. */
 export const MAX_LOOKAHEAD = 15;
+/** Captured decode steps kept (least recently used ones are released beyond this). */
+export const MAX_DECODE_PLANS = 512;
 
 export class ModelRunner {
   readonly config: OptConfig;
@@ -211,6 +213,11 @@ export class ModelRunner {
       this.stateSlots.delete(id);
       this.freeSlots.push(slot);
     }
+  }
+
+  /** Captured decode steps held (at most MAX_DECODE_PLANS). */
+  get numDecodePlans(): number {
+    return this.plans.size;
   }
 
   /** Requests holding a token-state slot (tests check slots are given back). */
@@ -425,7 +432,15 @@ export class ModelRunner {
     const parts = Math.ceil(context / ATTENTION_PARTITION);
     const key = `${S}:${cap}:${parts}:${withLogprobs}`;
     let plan = this.plans.get(key);
-    if (!plan) {
+    if (plan) {
+      this.plans.delete(key); // most recently used last
+    } else {
+      // Batch sizes change as requests come and go: keep the most recently used plans only.
+      if (this.plans.size >= MAX_DECODE_PLANS) {
+        const [oldest, stale] = this.plans.entries().next().value!;
+        this.plans.delete(oldest);
+        this.gpu.releaseRecording(stale);
+      }
       plan = this.gpu.capture(() => {
         this.forward.forward({
           numTokens: S, tokenIds: b.nextIds, positions: b.nextPositions, tokenSeq: b.iota, slotMapping: b.nextSlots,
@@ -434,8 +449,8 @@ export class ModelRunner {
         }, this.cache, 'all', S, b.logits);
         this.recordSampling(S, cap, withLogprobs ? 1 : 0);
       });
-      this.plans.set(key, plan);
     }
+    this.plans.set(key, plan);
     return plan;
   }
 

@@ -42,6 +42,10 @@ Deno.test('1000 requests on opt-tiny all complete; blocks and state slots come b
   assertEquals(llm.engine.hasUnfinishedRequests(), false);
   assertEquals(llm.engine.kv.usage, 0);
   assertEquals(llm.engine.runner.numStateSlotsInUse, 0);
+  const { MAX_DECODE_PLANS } = await import('../../src/engine/model_runner.ts');
+  const st = llm.engine.pipelineStats;
+  console.log(`  ${st.scheduledSteps} scheduled steps, ${st.continuationSteps} continuations, ${st.rowsDropped} rows dropped; ${llm.engine.runner.numDecodePlans} captured decode steps`);
+  assert(llm.engine.runner.numDecodePlans > 0 && llm.engine.runner.numDecodePlans <= MAX_DECODE_PLANS, 'captured steps stay bounded');
   // Batch invariance at scale: every 37th request again, alone.
   for (let i = 0; i < 1000; i += 37) {
     if (outs[i].outputs.some((s) => s.finishReason === 'abort')) continue;
