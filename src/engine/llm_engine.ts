@@ -448,7 +448,10 @@ export class LLMEngine {
     }
   }
 
-  /** Process every step still in flight (their outputs go nowhere: requests alive get their tokens). */
+  /**
+   * Process every step still in flight. Called on an idle engine (sleep), where what is left is a step computed
+   * past the last requests' stops: its outputs are discarded, and nothing uses the GPU's buffers afterwards.
+   */
   private async drain(): Promise<void> {
     while (this.inflight.length > 0) await this.processOutput(this.inflight.shift()!);
   }
