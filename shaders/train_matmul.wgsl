@@ -75,6 +75,21 @@ fn slot(idx: u32, kc: bool) -> vec2<u32> {
   return vec2<u32>(idx % 128u, idx / 128u);
 }
 
+// Load slot idx of the A (B) tile at rows m0 (n0), k step k0: four k values of one row.
+fn fetch_a(base: u32, m0: u32, k0: u32, idx: u32) -> vec4<f32> {
+  let sa = slot(idx, A_KC);
+  let k = k0 + sa.y * 4u;
+  let m = m0 + sa.x;
+  return vec4<f32>(load_a(base, m, k), load_a(base, m, k + 1u), load_a(base, m, k + 2u), load_a(base, m, k + 3u));
+}
+
+fn fetch_b(base: u32, n0: u32, k0: u32, idx: u32) -> vec4<f32> {
+  let sb = slot(idx, B_KC);
+  let k = k0 + sb.y * 4u;
+  let n = n0 + sb.x;
+  return vec4<f32>(load_b(base, n, k), load_b(base, n, k + 1u), load_b(base, n, k + 2u), load_b(base, n, k + 3u));
+}
+
 fn store(m: u32, n: u32, base: u32, acc: f32) {
   if (m >= p.M || n >= p.N) { return; }
   let i = base + m * p.ldc + n;
@@ -136,19 +151,28 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   var s7h = vec4<f32>();
   var bl: vec4<f32>;
   var bh: vec4<f32>;
+  // Operands of the first k step in registers; each step stores them to workgroup memory and then fetches the
+  // next step's while it computes (global load latency hidden behind the fmas; arithmetic unchanged).
+  var pa0 = fetch_a(baseA, m0, kBegin, li);
+  var pa1 = fetch_a(baseA, m0, kBegin, li + 256u);
+  var pb0 = fetch_b(baseB, n0, kBegin, li);
+  var pb1 = fetch_b(baseB, n0, kBegin, li + 256u);
   for (var k0 = kBegin; k0 < kEnd; k0 += KT) {
-    for (var r = 0u; r < 2u; r++) {
-      let idx = li + 256u * r;
-      let sa = slot(idx, A_KC);
-      let ka = k0 + sa.y * 4u;
-      as_[sa.x * STRIDE + sa.y] = vec4<f32>(load_a(baseA, m0 + sa.x, ka), load_a(baseA, m0 + sa.x, ka + 1u),
-                                            load_a(baseA, m0 + sa.x, ka + 2u), load_a(baseA, m0 + sa.x, ka + 3u));
-      let sb = slot(idx, B_KC);
-      let kb = k0 + sb.y * 4u;
-      bs_[sb.x * STRIDE + sb.y] = vec4<f32>(load_b(baseB, n0 + sb.x, kb), load_b(baseB, n0 + sb.x, kb + 1u),
-                                            load_b(baseB, n0 + sb.x, kb + 2u), load_b(baseB, n0 + sb.x, kb + 3u));
-    }
+    let sa0 = slot(li, A_KC);
+    let sa1 = slot(li + 256u, A_KC);
+    let sb0 = slot(li, B_KC);
+    let sb1 = slot(li + 256u, B_KC);
+    as_[sa0.x * STRIDE + sa0.y] = pa0;
+    as_[sa1.x * STRIDE + sa1.y] = pa1;
+    bs_[sb0.x * STRIDE + sb0.y] = pb0;
+    bs_[sb1.x * STRIDE + sb1.y] = pb1;
     workgroupBarrier();
+    if (k0 + KT < kEnd) {
+      pa0 = fetch_a(baseA, m0, k0 + KT, li);
+      pa1 = fetch_a(baseA, m0, k0 + KT, li + 256u);
+      pb0 = fetch_b(baseB, n0, k0 + KT, li);
+      pb1 = fetch_b(baseB, n0, k0 + KT, li + 256u);
+    }
     for (var q = 0u; q < 4u; q++) {
       let a0 = as_[(ty + 0u) * STRIDE + q];
       let a1 = as_[(ty + 16u) * STRIDE + q];
