@@ -138,11 +138,14 @@ export class InferenceEngine {
   private readonly host: HostControl;
   private readonly slots: RankSlot[];
   private dead: string | null = null;
+  private asleep = false;
+  /** Places rank r again on its bundle (after a sleep released it). */
+  private readonly replace: (rank: number) => Promise<ActorPlacement>;
 
   private constructor(
     a: {
       name: string; api: Comlink.Remote<EngineWorker>; worker: Worker; host: HostControl; slots: RankSlot[]; connections: RankConnection[];
-      memory: InferenceEngine['memory']; crashed: Promise<string>;
+      memory: InferenceEngine['memory']; crashed: Promise<string>; replace: (rank: number) => Promise<ActorPlacement>;
     },
   ) {
     this.name = a.name;
@@ -154,6 +157,7 @@ export class InferenceEngine {
     this.tensorParallelSize = a.slots.length;
     this.memory = a.memory;
     this.crashed = a.crashed;
+    this.replace = a.replace;
   }
 
   static async create(opts: InferenceEngineOptions): Promise<InferenceEngine> {
@@ -167,10 +171,10 @@ export class InferenceEngine {
     await opts.placementGroup.ready();
     // Ranks are actors of their own on their bundles; they are placed (or refused) before any worker starts.
     const placements: ActorPlacement[] = [];
+    const place = (r: number) =>
+      opts.cluster.scheduleActor({ name: `${name}.rank${r}`, numGpus, placementGroup: opts.placementGroup, bundleIndex: opts.bundleIndices[r] });
     try {
-      for (const [r, bundleIndex] of opts.bundleIndices.entries()) {
-        placements.push(await opts.cluster.scheduleActor({ name: `${name}.rank${r}`, numGpus, placementGroup: opts.placementGroup, bundleIndex }));
-      }
+      for (let r = 0; r < size; r++) placements.push(await place(r));
     } catch (e) {
       for (const p of placements) p.release();
       throw e;
@@ -217,10 +221,11 @@ export class InferenceEngine {
         gpuMemoryUtilization: engineUtilization(opts.gpuMemoryUtilization ?? 0.9, gpuMemoryBytes, Math.min(...placements.map((p) => p.gpus[0].memoryBudgetBytes))),
         workerExtension: opts.workerExtension === undefined ? undefined : String(opts.workerExtension),
       }));
-      engine = new InferenceEngine({ name, api, worker, host: opts.host, slots, connections, memory, crashed });
+      engine = new InferenceEngine({ name, api, worker, host: opts.host, slots, connections, memory, crashed, replace: place });
       const e = engine;
       for (const [r, s] of slots.entries()) {
-        s.placement.onKill((why) => void e.failRank(r, `was killed by the cluster (${why.kind})`));
+        const placed = s.placement;
+        placed.onKill((why) => { if (s.placement === placed) void e.failRank(r, `was killed by the cluster (${why.kind})`); });
       }
       return engine;
     } catch (e) {
@@ -282,14 +287,35 @@ export class InferenceEngine {
   }
 
   /** vLLM's sleep (1: KV cache freed, weights to the host; 2: both dropped). Returns device bytes freed over all ranks. */
-  sleep(level: 1 | 2 = 1): Promise<number> {
+  /**
+   * vLLM's sleep (1: KV cache freed, weights to the host; 2: both dropped). Returns the device bytes freed over
+   * all ranks. The budgets the cluster reserved for the ranks are fixed at placement, so the memory becomes
+   * usable by others only if the reservation goes too: the ranks' placements are released (their bundles get
+   * their share back: a colocated trainer may place a borrowed share there, PlacedTrainingActor.borrow), and
+   * wakeUp() places them again first, waiting (pending, as Ray does) until the borrower has given it back.
+   * While asleep the ranks stay attached to the device host but allocate nothing.
+   */
+  async sleep(level: 1 | 2 = 1): Promise<number> {
     this.checkAlive();
-    return this.call(this.api.sleep(level));
+    if (this.asleep) throw new InvalidInputError(`engine "${this.name}" is already asleep`);
+    const freed = await this.call(this.api.sleep(level));
+    this.asleep = true;
+    for (const s of this.slots) s.placement.release();
+    return freed;
   }
 
-  wakeUp(tags?: Array<'weights' | 'kv_cache'>): Promise<void> {
+  /** Place the ranks again (waiting for their shares to be free), then wake the engine ('weights', 'kv_cache'). */
+  async wakeUp(tags?: Array<'weights' | 'kv_cache'>): Promise<void> {
     this.checkAlive();
-    return this.call(this.api.wakeUp(tags));
+    if (this.asleep) {
+      for (const [r, s] of this.slots.entries()) {
+        s.placement = await this.replace(r);
+        const placed = s.placement;
+        placed.onKill((why) => { if (s.placement === placed) void this.failRank(r, `was killed by the cluster (${why.kind})`); });
+      }
+      this.asleep = false;
+    }
+    await this.call(this.api.wakeUp(tags));
   }
 
   /** Generate forever in the background (fault tests). */

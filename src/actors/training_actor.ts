@@ -17,7 +17,7 @@ import type { OptimizerConfig } from '../train/optimizer.ts';
 import { type BatchInput, type StepResult, Trainer } from '../train/trainer.ts';
 import type { TrainBatch } from '../train/types.ts';
 import { exportHandles, type ExportedTensors, type TensorRef } from './handles.ts';
-import type * as Comlink from 'comlink';
+import * as Comlink from 'comlink';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { ActorPlacement } from '../cluster/actor.ts';
 import type { PlacementGroup } from '../cluster/placement_group.ts';
@@ -49,6 +49,9 @@ export class TrainingActor {
   trainer: Trainer | null = null;
   private buckets: GpuBuffer[] = [];
   private scratch: GpuBuffer[] = [];
+  /** Borrowed memory: a connection with a borrowed budget, and its buffers opened here as views. */
+  private pool: RemoteGpu | null = null;
+  private borrowed: Array<{ owned: GpuBuffer; view: GpuBuffer }> = [];
   private busy: Promise<unknown> | null = null;
 
   /** Connect to the device host over the port its attach() gave (transferred into this worker). */
@@ -144,19 +147,56 @@ export class TrainingActor {
   }
 
   /**
-   * Allocate `bytes` more device memory in one buffer (kept until freeScratch): what a trainer that grows its
-   * batch does after an engine slept. Rejects with ActorOutOfMemoryError beyond the budget.
+   * Allocate `bytes` more device memory in one buffer (kept until freeScratch): within this actor's own budget,
+   * else from a borrowed pool (addBorrowedPool), allocated there and opened here by handle so this actor's
+   * kernels bind it like its own. Rejects with ActorOutOfMemoryError when neither has room. Returns where it went.
    */
-  async allocateScratch(bytes: number): Promise<number> {
+  async allocateScratch(bytes: number): Promise<{ pool: 'own' | 'borrowed'; buffer: GpuBuffer }> {
     const gpu = this.need(this.gpu, 'connect');
-    this.scratch.push(await gpu.createBuffer(bytes, 'training_actor.scratch'));
-    return gpu.stats().bytesAllocated;
+    const pool = this.pool;
+    if (!pool || gpu.stats().bytesAllocated + bytes <= gpu.memoryBudgetBytes) {
+      const buffer = await gpu.createBuffer(bytes, 'training_actor.scratch');
+      this.scratch.push(buffer);
+      return { pool: 'own', buffer };
+    }
+    const owned = await pool.createBuffer(bytes, 'training_actor.borrowed');
+    const [handle] = await pool.exportRanges([{ bufferId: owned.id, byteOffset: 0, byteLength: bytes, dtype: 'u8', shape: [bytes] }]);
+    const view = await gpu.openRange(handle);
+    this.borrowed.push({ owned, view });
+    return { pool: 'borrowed', buffer: view };
+  }
+
+  /** Write then read back `data` through a scratch buffer (tests: the memory is usable by this actor). */
+  async roundTrip(buffer: GpuBuffer, data: Uint8Array): Promise<Uint8Array> {
+    const gpu = this.need(this.gpu, 'connect');
+    gpu.write(buffer, data);
+    return new Uint8Array(await gpu.read(buffer, 0, data.byteLength));
   }
 
   freeScratch(): void {
     const gpu = this.need(this.gpu, 'connect');
     for (const b of this.scratch) gpu.destroyBuffer(b);
     this.scratch = [];
+  }
+
+  /**
+   * A second connection to the device host, attached on this actor's virtual GPU with the budget of a borrowed
+   * share (PlacedTrainingActor.borrow): memory an engine freed by sleeping, for allocateScratch.
+   */
+  async addBorrowedPool(port: MessagePort): Promise<{ memoryBudgetBytes: number }> {
+    if (this.pool) throw new InvalidInputError('training actor: it already holds a borrowed pool');
+    this.pool = await RemoteGpu.connect(port);
+    return { memoryBudgetBytes: this.pool.memoryBudgetBytes };
+  }
+
+  /** Close the views of borrowed memory and disconnect the pool (the host frees what it held). */
+  async returnBorrowed(): Promise<void> {
+    const gpu = this.need(this.gpu, 'connect');
+    for (const b of this.borrowed) gpu.destroyBuffer(b.view);
+    this.borrowed = [];
+    await gpu.executed();
+    this.pool?.destroy();
+    this.pool = null;
   }
 
   /** Train on `batch` over and over in the background (fault tests terminate the worker mid-step). */
@@ -185,6 +225,14 @@ export interface PlacedTrainingActor {
   crashed: Promise<string>;
   /** Kill the worker (mid-step or not): the host frees its buffers and invalidates its handles; the placement is returned. */
   terminate(): Promise<void>;
+  /**
+   * Borrow a further share of this actor's bundle (a child placement, pending until the share is free, e.g.
+   * until a colocated engine sleeps) and hand its budget to the worker as a pool for allocateScratch. Memory
+   * budgets are fixed at placement: borrowing is a placement of its own, not a budget that grows.
+   */
+  borrow(numGpus: number): Promise<{ memoryBudgetBytes: number }>;
+  /** Give the borrowed share back: the worker closes its views, the pool is detached, the placement released. */
+  giveBack(): Promise<void>;
 }
 
 export interface SpawnTrainingActorOptions {
@@ -224,13 +272,37 @@ export async function spawnTrainingActor(opts: SpawnTrainingActorOptions): Promi
     throw e;
   }
   const worker = w;
-  const crashed = worker.crashed.then((m) => { placement.release(); return m; });
-  placement.onKill(() => void worker.terminate());
+  let loan: { placement: ActorPlacement; clientId: number } | null = null;
+  const endLoan = async () => {
+    if (!loan) return;
+    const l = loan;
+    loan = null;
+    await opts.host.detach(l.clientId, 'returned its borrowed share');
+    l.placement.release();
+  };
+  const crashed = worker.crashed.then(async (m) => { await endLoan(); placement.release(); return m; });
+  placement.onKill(() => void worker.terminate().then(endLoan));
+  const api = withTypedErrors(worker.api);
   return {
-    api: withTypedErrors(worker.api), placement, info: worker.info as TrainingActorInfo, crashed,
+    api, placement, info: worker.info as TrainingActorInfo, crashed,
     async terminate() {
       await worker.terminate();
+      await endLoan();
       placement.release();
+    },
+    async borrow(numGpus: number) {
+      if (loan) throw new InvalidInputError(`training actor "${opts.name}" already borrows a share`);
+      const p = await placement.scheduleChild({
+        name: `${opts.name}.borrowed`, numGpus, placementGroup: placement.placementGroup, bundleIndex: placement.bundleIndex,
+      });
+      const g = p.gpus[0];
+      const a = await opts.host.attach({ actorId: `${opts.name}.borrowed`, virtualGpuUuid: g.uuid, memoryBudgetBytes: g.memoryBudgetBytes, weight: g.fraction });
+      loan = { placement: p, clientId: a.clientId };
+      return await api.addBorrowedPool(Comlink.transfer(a.port, [a.port]));
+    },
+    async giveBack() {
+      await api.returnBorrowed();
+      await endLoan();
     },
   };
 }
