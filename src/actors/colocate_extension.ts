@@ -11,6 +11,7 @@
  *   not a fast path.
  */
 import { InvalidInputError } from '../errors.ts';
+import { parseSafetensors } from '../model/weights/safetensors.ts';
 import { copyFullIntoShard, shardAxis, shardTensor } from '../model/tensor_parallel.ts';
 import { closeTensors, type OpenedTensors, openTensors } from './handles.ts';
 import type { EngineRank } from './extensions.ts';
@@ -43,6 +44,18 @@ export class ColocateWorkerExtension {
     } finally {
       closeTensors(this.gpu, opened);
     }
+  }
+
+  /**
+   * The CPU staging path, for comparison (bench/colocate_bench.ts): weights as safetensors bytes (what a trainer's
+   * saveWeights gives), written to every rank by LLM.updateWeights. Only rank 0 does it, for all ranks.
+   */
+  async updateWeightsFromSafetensors(this: EngineRank, bytes: Uint8Array): Promise<{ tensors: number }> {
+    if (this.rank !== 0) return { tensors: 0 };
+    const tensors = this.llm.updateWeights(parseSafetensors(bytes, 'trainer weights'));
+    this.llm.engine.kv.resetPrefixCache();
+    await Promise.all(this.llm.engine.ranks.map((r) => r.gpu.sync()));
+    return { tensors };
   }
 
   async checkWeightsChanged(this: EngineRank, handles?: WeightHandles): Promise<boolean> {

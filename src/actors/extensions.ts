@@ -70,7 +70,7 @@ export async function loadWorkerExtension(spec: string): Promise<WorkerExtension
   const name = hash >= 0 ? spec.slice(hash + 1) : null;
   let mod: Record<string, unknown>;
   try {
-    mod = await import(url);
+    mod = await import(/* @vite-ignore */ url);
   } catch (e) {
     throw new InvalidInputError(`worker extension ${url} could not be imported: ${(e as Error).message}`, { cause: e });
   }
