@@ -107,3 +107,18 @@ export {
   type StreamSamplingParams,
 } from './engine/llm.ts';
 export { KvCacheTooSmallError } from './engine/errors.ts';
+
+// Colocation (vLLM's RLHF colocate on Web Workers): training actors, tensor-parallel inference engines placed on
+// bundles, collectiveRpc with worker extensions, the colocate extension and the scenario itself.
+export { runColocate, type ColocateOptions, type ColocateResult } from './actors/colocate.ts';
+export { COLOCATE_EXTENSION_URL, ColocateWorkerExtension } from './actors/colocate_extension.ts';
+export { EngineRank, loadWorkerExtension, type WorkerExtensionClass } from './actors/extensions.ts';
+export { InferenceEngine, type InferenceEngineOptions } from './actors/inference_engine.ts';
+export {
+  type PlacedTrainingActor,
+  spawnTrainingActor,
+  TrainingActor,
+  type TrainingActorOptions,
+  type WeightHandles,
+} from './actors/training_actor.ts';
+export { CollectiveRpcError } from './errors.ts';
