@@ -9,15 +9,17 @@
  * `--modes async` or `--modes sync` runs one of them only.
  *
  * Usage: deno run -A --unstable-webgpu bench/engine_bench.ts [--batches 1,16,64,256] [--dtype f32] [--lookahead 15]
- *          [--modes async,sync] [--repeat 2] [--tokens 128] [--model SPEC] [--gpu-memory-gib 16] [--max-model-len 512] [--out FILE]
+ *          [--modes async,sync] [--steps-per-submit 1] [--repeat 2] [--tokens 128] [--model SPEC] [--gpu-memory-gib 16] [--max-model-len 512] [--out FILE]
  * (Smoke test on lavapipe: --model ../shared/fixtures/opt-tiny --gpu-memory-gib 0.0625 --max-model-len 128 --batches 1,4 --tokens 40.)
  * On the GPU machine: bash bench/bundle.sh, then bash .gpu/enter.sh deno run -A --unstable-webgpu .gpu/engine_bench.js
  */
 import { LLM } from '../src/engine/llm.ts';
+import { runnerTuning } from '../src/engine/model_runner.ts';
 import type { ElementType } from '../src/kernels/shader.ts';
 
 const arg = (n: string, d: string) => { const i = Deno.args.indexOf(`--${n}`); return i >= 0 ? Deno.args[i + 1] : d; };
 const batches = arg('batches', '1,16,64,256').split(',').map(Number);
+runnerTuning.stepsPerSubmit = Number(arg('steps-per-submit', String(runnerTuning.stepsPerSubmit)));
 const dtype = arg('dtype', 'f32') as ElementType;
 const lookahead = Number(arg('lookahead', '15'));
 const modes = arg('modes', 'async,sync').split(',') as Array<'async' | 'sync'>;

@@ -9,6 +9,9 @@
 // reproducing layernorm.wgsl's arithmetic bit for bit (its 128 partial sums, its tree, its fma, the rounding
 // to the activation type): the pre-LN LayerNorm costs no dispatch.
 // flags: bit 0 bias, bit 1 relu, bit 2 residual. Requires K % 4 == 0 and K <= 64 * 256.
+// KVW (the fused QKV projection of a decode step): outputs n in [kv_hidden, 3 * kv_hidden) are also written to
+// the paged KV cache at the row's slot, as kv_cache_write.wgsl would (keys, then values, rounded through the
+// output type first): one dispatch per layer fewer.
 {{ENABLE_F16}}
 struct Params {
   M: u32,
@@ -18,6 +21,7 @@ struct Params {
   ycol: u32,
   flags: u32,
   eps: f32,
+  kv_hidden: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<{{A}}>>;
@@ -27,6 +31,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> y: array<{{Y}}>;
 @group(0) @binding(6) var<storage, read> ln_gamma: array<vec4<{{W}}>>;
 @group(0) @binding(7) var<storage, read> ln_beta: array<vec4<{{W}}>>;
+//#if KVW
+@group(0) @binding(8) var<storage, read> slot_mapping: array<u32>;
+@group(0) @binding(9) var<storage, read_write> key_cache: array<{{KV}}>;
+@group(0) @binding(10) var<storage, read_write> value_cache: array<{{KV}}>;
+//#endif
 
 const WG: u32 = 256u;
 const SEG: u32 = 64u;      // values per reduction segment (linear.wgsl's SEG4 * 4)
@@ -111,17 +120,23 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     let q0 = seg * (SEG / 4u);
     let q1 = min(q0 + SEG / 4u, K4);
     let wrow = n * K4;
-    // Four weight vec4s in flight per step; the fma chain itself stays in k order.
+    // A whole segment's weights (16 vec4s) in flight at once, so the segment costs one memory round trip; the
+    // fma chain itself stays in k order.
     var q = q0;
-    for (; q + 4u <= q1; q += 4u) {
-      let w0 = vec4<f32>(w[wrow + q]);
-      let w1 = vec4<f32>(w[wrow + q + 1u]);
-      let w2 = vec4<f32>(w[wrow + q + 2u]);
-      let w3 = vec4<f32>(w[wrow + q + 3u]);
-      acc = step(acc, q, w0);
-      acc = step(acc, q + 1u, w1);
-      acc = step(acc, q + 2u, w2);
-      acc = step(acc, q + 3u, w3);
+    if (q0 + 16u <= q1) {
+      let w0 = vec4<f32>(w[wrow + q]); let w1 = vec4<f32>(w[wrow + q + 1u]);
+      let w2 = vec4<f32>(w[wrow + q + 2u]); let w3 = vec4<f32>(w[wrow + q + 3u]);
+      let w4 = vec4<f32>(w[wrow + q + 4u]); let w5 = vec4<f32>(w[wrow + q + 5u]);
+      let w6 = vec4<f32>(w[wrow + q + 6u]); let w7 = vec4<f32>(w[wrow + q + 7u]);
+      let w8 = vec4<f32>(w[wrow + q + 8u]); let w9 = vec4<f32>(w[wrow + q + 9u]);
+      let w10 = vec4<f32>(w[wrow + q + 10u]); let w11 = vec4<f32>(w[wrow + q + 11u]);
+      let w12 = vec4<f32>(w[wrow + q + 12u]); let w13 = vec4<f32>(w[wrow + q + 13u]);
+      let w14 = vec4<f32>(w[wrow + q + 14u]); let w15 = vec4<f32>(w[wrow + q + 15u]);
+      acc = step(acc, q, w0); acc = step(acc, q + 1u, w1); acc = step(acc, q + 2u, w2); acc = step(acc, q + 3u, w3);
+      acc = step(acc, q + 4u, w4); acc = step(acc, q + 5u, w5); acc = step(acc, q + 6u, w6); acc = step(acc, q + 7u, w7);
+      acc = step(acc, q + 8u, w8); acc = step(acc, q + 9u, w9); acc = step(acc, q + 10u, w10); acc = step(acc, q + 11u, w11);
+      acc = step(acc, q + 12u, w12); acc = step(acc, q + 13u, w13); acc = step(acc, q + 14u, w14); acc = step(acc, q + 15u, w15);
+      q = q1;
     }
     for (; q < q1; q++) { acc = step(acc, q, vec4<f32>(w[wrow + q])); }
   }
@@ -137,7 +152,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       if ((p.flags & 1u) != 0u) { v += f32(bias[no]); }
       if ((p.flags & 2u) != 0u) { v = max(v, 0.0); }
       if ((p.flags & 4u) != 0u) { v += f32(residual[m * p.N + no]); }
-      y[m * p.ldy + p.ycol + no] = {{Y}}(v);
+      let yv = {{Y}}(v);
+      y[m * p.ldy + p.ycol + no] = yv;
+//#if KVW
+      if (no >= p.kv_hidden) {
+        let dst = slot_mapping[m] * p.kv_hidden;
+        if (no < 2u * p.kv_hidden) { key_cache[dst + no - p.kv_hidden] = {{KV}}(yv); }
+        else { value_cache[dst + no - 2u * p.kv_hidden] = {{KV}}(yv); }
+      }
+//#endif
     }
   }
 }

@@ -134,6 +134,9 @@ export const MAX_LOOKAHEAD = 15;
 /** Captured decode steps kept (least recently used ones are released beyond this). */
 export const MAX_DECODE_PLANS = 512;
 
+/** Benchmark knob: decode steps per queue submit after a group's first (tokens do not depend on it). */
+export const runnerTuning = { stepsPerSubmit: 1 };
+
 export class ModelRunner {
   readonly config: OptConfig;
   readonly runnerConfig: ModelRunnerConfig;
@@ -327,11 +330,12 @@ export class ModelRunner {
     const S = samplers.length;
     // The sampler writes row s's j-th token at sampled[s * cap + j].
     this.recordSampling(S, cap, logprobRows.length);
-    // Submit each step as it is recorded, so the GPU runs it while the CPU records the next.
+    // Submit the first step at once, so the GPU runs it while the CPU records the rest; then every
+    // runnerTuning.stepsPerSubmit steps (each submit costs the GPU a gap between command buffers).
     g.flush();
     for (let j = 1; j <= extra; j++) {
       g.replay(this.decodePlan(S, cap, maxContext + j, logprobRows.length > 0));
-      g.flush();
+      if (j % runnerTuning.stepsPerSubmit === 0 || j === extra) g.flush();
     }
     return { rows: samplers, numLookaheadTokens: extra, output: quiet(this.readTokens(samplers, cap, logprobRows)) };
   }
@@ -402,7 +406,7 @@ export class ModelRunner {
     g.write(b.sampling, packSamplingRows(samplingRows));
     for (let j = 0; j <= numLookaheadTokens; j++) {
       g.replay(this.decodePlan(S, cap, maxContext + j, logprobRows.length > 0));
-      g.flush();
+      if (j === 0 || j % runnerTuning.stepsPerSubmit === 0 || j === numLookaheadTokens) g.flush();
     }
     const ids = rows.map((r) => r.requestId);
     return { rows: ids, numLookaheadTokens, output: quiet(this.readTokens(ids, cap, logprobRows)) };

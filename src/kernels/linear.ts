@@ -30,6 +30,12 @@ export interface LinearArgs {
   scratch?: GpuBuffer;
   /** LayerNorm the input rows first (fused; GEMV path only, i.e. M <= GEMV_MAX_ROWS). */
   lnInput?: { gamma: GpuBuffer; beta: GpuBuffer };
+  /**
+   * For the fused QKV projection with M <= GEMV_MAX_ROWS: also write the keys and values (outputs [hidden, 3
+   * hidden)) into the paged cache at each row's slot, replacing writeKvCache's dispatch. Ignored (false returned
+   * by linear) for more rows.
+   */
+  kvWrite?: { slotMapping: GpuBuffer; key: GpuBuffer; value: GpuBuffer; hidden: number; kv: ElementType };
 }
 
 /**
@@ -55,21 +61,27 @@ export function segmentedScratchBytes(M: number, N: number, K: number): number {
   return Math.ceil(K / 64) * M * N * 4;
 }
 
-/** y = act(x W^T + bias) + residual. Tiled GEMM for many rows, a weight-streaming kernel for a few; same bits either way. */
-export function linear(gpu: Gpu, a: LinearArgs): void {
+/**
+ * y = act(x W^T + bias) + residual. Tiled GEMM for many rows, a weight-streaming kernel for a few; same bits either
+ * way. Returns whether a.kvWrite was done too (only by the few-row kernel).
+ */
+export function linear(gpu: Gpu, a: LinearArgs): boolean {
   if (a.K % 4 !== 0) throw new RangeError(`linear: K = ${a.K} must be a multiple of 4`);
-  if (a.M === 0) return;
+  if (a.M === 0) return a.kvWrite !== undefined;
   const flags = (a.bias ? 1 : 0) | (a.relu ? 2 : 0) | (a.residual ? 4 : 0);
   const bindings = [a.x, a.w, a.bias ?? a.dummy, a.residual ?? a.dummy, a.y];
   const types = { A: a.act, W: a.weight, Y: a.out ?? a.act };
   if (a.M <= GEMV_MAX_ROWS) {
     const ln = a.lnInput;
-    const k = gpu.kernel(shaderSource('linear_small', { ...types, LN: Boolean(ln), ROWS: a.M === 1 ? 1 : 4 }));
-    const params = packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags, { f: LAYER_NORM_EPS }]);
+    const kvw = a.kvWrite;
+    const k = gpu.kernel(shaderSource('linear_small', { ...types, LN: Boolean(ln), ROWS: a.M === 1 ? 1 : 4, KVW: Boolean(kvw), KV: kvw?.kv ?? 'f32' }));
+    const params = packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags, { f: LAYER_NORM_EPS }, kvw?.hidden ?? 0]);
     const segments = Math.ceil(a.K / 64);
     if (segments > 256) throw new RangeError(`linear: K = ${a.K} exceeds the few-row kernel's 16384`);
     const outsPerGroup = Math.floor(256 / segments);
-    gpu.dispatch(k, [...bindings, ln?.gamma ?? a.dummy, ln?.beta ?? a.dummy], params, grid1d(Math.ceil(a.N / outsPerGroup)));
+    const extra = kvw ? [kvw.slotMapping, kvw.key, kvw.value] : [];
+    gpu.dispatch(k, [...bindings, ln?.gamma ?? a.dummy, ln?.beta ?? a.dummy, ...extra], params, grid1d(Math.ceil(a.N / outsPerGroup)));
+    return kvw !== undefined;
   } else if (a.scratch && a.M <= SEGMENTED_MAX_ROWS && Math.ceil(a.K / 64) * a.M * a.N * 4 <= a.scratch.size) {
     if (a.lnInput) throw new RangeError('linear: a fused LayerNorm needs M <= GEMV_MAX_ROWS; run layerNorm first');
     const src = shaderSource('linear_segments', types);
@@ -89,6 +101,7 @@ export function linear(gpu: Gpu, a: LinearArgs): void {
     const k = gpu.kernel(shaderSource('linear', { ...types, SPLIT: false }));
     gpu.dispatch(k, bindings, packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags]), [Math.ceil(a.N / 128), Math.ceil(a.M / 128)]);
   }
+  return false;
 }
 
 /** CPU reference (float64 accumulation). */

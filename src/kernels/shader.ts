@@ -12,12 +12,42 @@ export function shaderSource(file: string, params: Record<string, string | numbe
   const template = SHADERS[file];
   if (template === undefined) throw new Error(`no shader named ${file} in shaders/`);
   const usesF16 = Object.values(params).some((v) => v === 'f16');
-  let code = template.replaceAll('{{ENABLE_F16}}', usesF16 ? 'enable f16;' : '');
+  let code = keepIf(template, params, file).replaceAll('{{ENABLE_F16}}', usesF16 ? 'enable f16;' : '');
   for (const [k, v] of Object.entries(params)) code = code.replaceAll(`{{${k}}}`, String(v));
   const missing = code.match(/\{\{[A-Z_0-9]+\}\}/);
   if (missing) throw new Error(`shader ${file}: parameter ${missing[0]} was not given`);
   const key = `${file}(${Object.entries(params).map(([k, v]) => `${k}=${v}`).join(',')})`;
   return { key, code };
+}
+
+/**
+ * Conditional blocks: the lines between `//#if NAME` and `//#endif` (no nesting) stay only when params[NAME] is
+ * true. For bindings a variant must not declare at all (WebGPU derives a pipeline's layout from every binding
+ * its entry point references, whatever constant guards the reference).
+ */
+function keepIf(code: string, params: Record<string, string | number | boolean>, file: string): string {
+  if (!code.includes('//#if ')) return code;
+  const out: string[] = [];
+  let keep = true, open: string | null = null;
+  for (const line of code.split('\n')) {
+    const m = line.match(/^\s*\/\/#if ([A-Z_0-9]+)\s*$/);
+    if (m) {
+      if (open) throw new Error(`shader ${file}: //#if ${m[1]} inside //#if ${open}`);
+      if (!(m[1] in params)) throw new Error(`shader ${file}: parameter ${m[1]} (//#if) was not given`);
+      open = m[1];
+      keep = params[m[1]] === true;
+      continue;
+    }
+    if (/^\s*\/\/#endif\s*$/.test(line)) {
+      if (!open) throw new Error(`shader ${file}: //#endif without //#if`);
+      open = null;
+      keep = true;
+      continue;
+    }
+    if (keep) out.push(line);
+  }
+  if (open) throw new Error(`shader ${file}: //#if ${open} is never closed`);
+  return out.join('\n');
 }
 
 /** Split a 1-D workgroup count over x and y to stay under the 65535-per-dimension limit (shaders use x + y * 65535). */

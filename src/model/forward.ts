@@ -142,8 +142,13 @@ export class OptForward {
         if (fuseLn) attnLn = { gamma: L.attnLnGamma, beta: L.attnLnBeta };
         else { ln(b.hA, L.attnLnGamma, L.attnLnBeta, b.normed); attnIn = b.normed; }
       }
-      linear(g, { ...common, x: attnIn, lnInput: attnLn, w: L.qkvWeight, bias: L.qkvBias, y: b.qkv, M: T, N: 3 * A, K: H });
-      writeKvCache(g, { qkv: b.qkv, batch: inputs, cache: cache.layers[l], hidden: A, act, kv: cache.dtype });
+      // A decode step's QKV projection writes the keys and values into the cache itself.
+      const kvWrite = { slotMapping: inputs.slotMapping, key: cache.layers[l].key, value: cache.layers[l].value, hidden: A, kv: cache.dtype };
+      const kvDone = linear(g, {
+        ...common, x: attnIn, lnInput: attnLn, w: L.qkvWeight, bias: L.qkvBias, y: b.qkv, M: T, N: 3 * A, K: H,
+        kvWrite: T <= GEMV_MAX_ROWS ? kvWrite : undefined,
+      });
+      if (!kvDone) writeKvCache(g, { qkv: b.qkv, batch: inputs, cache: cache.layers[l], hidden: A, act, kv: cache.dtype });
       pagedAttention(g, {
         qkv: b.qkv, out: b.attn, batch: inputs, cache: cache.layers[l], numHeads: heads, headDim: c.headDim,
         blockSize: cache.blockSize, act, kv: cache.dtype, scratch: { stats: b.scratchStats, acc: b.scratchAcc },
