@@ -56,7 +56,7 @@ Deno.test('collectiveRpc: per-rank results in rank order; unknown methods refuse
   const t0 = await spawnTrainingActor({ cluster, host, numGpus: 0.4, placementGroup: pg, bundleIndex: 0, name: 'rpc-trainer-0' });
   const t1 = await spawnTrainingActor({ cluster, host, numGpus: 0.4, placementGroup: pg, bundleIndex: 1, name: 'rpc-trainer-1' });
   try {
-    assertEquals(engine.memory.extensionMethods.sort(), ['checkWeightsChanged', 'reportDeviceId', 'updateWeightsFromIpcHandles']);
+    assertEquals(engine.memory.extensionMethods.sort(), ['checkWeightsChanged', 'reportDeviceId', 'updateWeightsFromIpcHandles', 'updateWeightsFromSafetensors']);
     assertEquals(await engine.collectiveRpc('reportDeviceId'), engine.placedDeviceIds);
     const info = await engine.collectiveRpc<{ rank: number; actorId: string; memoryBudgetBytes: number }>('rankInfo');
     assertEquals(info.map((i) => [i.rank, i.actorId]), [[0, 'rpc.rank0'], [1, 'rpc.rank1']]);
