@@ -139,10 +139,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let ms = sp.out_base + seq_state[2u * s + 1u] < sp.min_tokens;
 
   if (sp.temperature <= 0.0 || sp.top_k == 1u) {
-    // Greedy: per-thread first max, then a tree that keeps the lower id on ties.
+    // Greedy: per-thread first max, then a tree that keeps the lower id on ties. The argmax (lowest id on ties)
+    // does not depend on the order the logits are visited in, so threads stride through the row (coalesced).
     var best = -3.4e38;
     var best_i = 0xFFFFFFFFu;
-    for (var i = lo; i < hi; i++) {
+    for (var i = lid; i < V; i += WG) {
       let v = logit_at(row, i, sp, ms);
       if (v > best || best_i == 0xFFFFFFFFu) { best = v; best_i = i; }
     }
