@@ -16,7 +16,7 @@ import { cachingUrlReader, type CachingReader, withProgress } from './caching_re
 import { gpuStatus } from './gpu_report.ts';
 import { kvSnapshot } from './kv_snapshot.ts';
 import { meteredGpu } from './metered_gpu.ts';
-import { demoMaxModelLen, gpuMemoryForBlocks } from './sizing.ts';
+import { demoMaxModelLen } from './sizing.ts';
 import { syntheticReader } from './synthetic_reader.ts';
 import { clearWeightCache, weightCacheInfo } from './weight_cache.ts';
 
@@ -151,8 +151,8 @@ export class DemoEngine implements EngineApi {
       maxNumSeqs: options.maxNumSeqs,
       maxNumBatchedTokens: sizes.maxNumBatchedTokens,
       maxModelLen,
-      gpuMemoryUtilization: 1,
-      gpuMemoryBytes: gpuMemoryForBlocks(config, sizes),
+      // Exactly the block count the page asked for (vLLM's num_gpu_blocks_override).
+      numGpuBlocksOverride: sizes.kvBlocks,
       servedModelName: describeSource(source),
     });
     metering = false;

@@ -50,6 +50,11 @@ export interface LLMOptions {
   tensorParallelSize?: number;
   /** One Gpu per rank (LLMEngine's option): e.g. a device host's tensor-parallel RemoteGpu connections. */
   tensorParallelGpus?: readonly Gpu[];
+  /**
+   * Exactly this many KV-cache blocks instead of what gpuMemoryUtilization leaves (vLLM's
+   * num_gpu_blocks_override): for tests and demos that want a small, known cache.
+   */
+  numGpuBlocksOverride?: number;
   /** Use this Gpu instead of creating one. */
   gpu?: Gpu;
   /** The model's name in the OpenAI API (default: the model spec). */
@@ -148,12 +153,17 @@ export class LLM {
       const share = shardAxis(name) === 'replicated' ? 1 : 1 / tp;
       weightBytes += (t.bytes.byteLength / (t.dtype === 'F32' ? 4 : 2)) * e * share;
     }
-    const T = maxNumBatchedTokens, H = config.hiddenSize;
-    const activationBytes = e * T * (5 * H + 3 * H + config.ffnDim + 2 * config.wordEmbedProjDim) + 4 * maxNumSeqs * config.vocabSize +
-      ModelRunner.stepBufferBytes(config, { maxNumSeqs });
+    // Everything else the runner holds, computed from the same sizes it allocates with (vLLM profiles a forward
+    // for this; here the buffers are static, so their sum is exact).
+    const activationBytes = ModelRunner.bytesWithoutKvCache(config, dtype, { rank: 0, size: tp }, { maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize });
     const budget = util * (opts.gpuMemoryBytes ?? 4 * 1024 ** 3) - weightBytes - activationBytes;
     const perBlock = kvCacheBytesPerBlock(config, blockSize, dtype, { rank: 0, size: tp });
-    const numBlocks = Math.floor(budget / perBlock);
+    const fit = Math.floor(budget / perBlock);
+    const override = opts.numGpuBlocksOverride;
+    if (override !== undefined && !(Number.isInteger(override) && override > 0)) {
+      throw new InvalidInputError(`numGpuBlocksOverride must be a positive integer, got ${override}`);
+    }
+    const numBlocks = override ?? fit;
     const needed = Math.ceil(maxModelLen / blockSize);
     if (numBlocks < needed) {
       throw new KvCacheTooSmallError({ neededBlocks: needed, availableBlocks: Math.max(0, numBlocks), maxModelLen, blockSize });

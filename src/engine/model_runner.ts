@@ -37,6 +37,7 @@ import { OptForward } from '../model/forward.ts';
 import type { OptGpuWeights } from '../model/gpu_weights.ts';
 import { allocateKvCache, type PagedKvCache } from '../model/kv_cache.ts';
 import type { ElementType } from '../kernels/shader.ts';
+import type { TensorParallel } from '../model/tensor_parallel.ts';
 
 /** One request's part of a step, as the scheduler hands it over (ScheduledChunk's fields the runner reads). */
 export interface RunnerChunk {
@@ -134,6 +135,9 @@ export const MAX_LOOKAHEAD = 15;
 /** Captured decode steps kept (least recently used ones are released beyond this). */
 export const MAX_DECODE_PLANS = 512;
 
+/** Token-state scratch a runner starts with (rebuildTokenState grows it when a rebuild needs more). */
+const INITIAL_STATE_TOKEN_BYTES = (maxNumSeqs: number) => 4 * maxNumSeqs * 64;
+
 /** Benchmark knob: decode steps per queue submit after a group's first (tokens do not depend on it). */
 export const runnerTuning = { stepsPerSubmit: 1 };
 
@@ -171,41 +175,42 @@ export class ModelRunner {
     const T = rc.maxNumBatchedTokens, S = rc.maxNumSeqs;
     const forward = await OptForward.create(gpu, config, weights, { maxTokens: T, maxLogitRows: S, maxContext: rc.maxModelLen });
     const cache = await allocateKvCache(gpu, config, { blockSize: rc.blockSize, numBlocks: rc.numBlocks, dtype: rc.kvDtype, tp: weights.tp });
-    const maxBlocks = Math.ceil(rc.maxModelLen / rc.blockSize);
-    const u32 = (n: number, label: string) => gpu.createBuffer(4 * Math.max(1, n), label);
-    const qb = queryBlockSize(config.headDim);
-    const buf: StepBuffers = {
-      tokenIds: await u32(T, 'runner.tokenIds'),
-      positions: await u32(T, 'runner.positions'),
-      tokenSeq: await u32(T, 'runner.tokenSeq'),
-      slotMapping: await u32(T, 'runner.slotMapping'),
-      blockTables: await u32(S * maxBlocks, 'runner.blockTables'),
-      // Each sequence's run is cut into blocks of qb tokens: at most T / qb + S blocks.
-      queryBlocks: await u32(2 * (Math.ceil(T / qb) + S), 'runner.queryBlocks'),
-      logitIndices: await u32(S, 'runner.logitIndices'),
-      logits: await gpu.createBuffer(S * config.vocabSize * 4, 'runner.logits'),
-      sampling: await u32(SAMPLING_ROW_WORDS * S, 'runner.sampling'),
-      seqState: await u32(2 * S, 'runner.seqState'),
-      nextIds: await u32(S, 'runner.nextIds'),
-      nextPositions: await u32(S, 'runner.nextPositions'),
-      nextSlots: await u32(S, 'runner.nextSlots'),
-      sampled: await u32(S * (1 + MAX_LOOKAHEAD) * (1 + LOGPROBS_RECORD_WORDS), 'runner.sampled'),
-      tokenState: await u32(S * config.vocabSize, 'runner.tokenState'),
-      stateEntries: await u32(S * TOKEN_STATE_ENTRY_WORDS, 'runner.stateEntries'),
-      iota: await u32(S, 'runner.iota'),
-      iotaBlocks: await u32(2 * S, 'runner.iotaBlocks'),
-      prevIds: await u32(S, 'runner.prevIds'),
-    };
+    const buf = {} as Record<keyof StepBuffers, GpuBuffer>;
+    for (const [name, bytes] of Object.entries(ModelRunner.stepBufferSizes(config, rc)) as Array<[keyof StepBuffers, number]>) {
+      buf[name] = await gpu.createBuffer(bytes, `runner.${name}`);
+    }
     gpu.write(buf.iota, Uint32Array.from({ length: S }, (_, i) => i));
     gpu.write(buf.iotaBlocks, Uint32Array.from({ length: 2 * S }, (_, i) => (i % 2 === 0 ? i / 2 : 1)));
-    const stateTokens = await u32(S * 64, 'runner.stateTokens');
+    const stateTokens = await gpu.createBuffer(INITIAL_STATE_TOKEN_BYTES(S), 'runner.stateTokens');
     return new ModelRunner(gpu, config, rc, forward, cache, buf, stateTokens);
   }
 
   /** Bytes of step buffers beyond the forward's activations (the token state dominates: maxNumSeqs * vocab * 4). */
-  static stepBufferBytes(config: OptConfig, rc: Pick<ModelRunnerConfig, 'maxNumSeqs'>): number {
-    const S = rc.maxNumSeqs;
-    return 4 * S * (config.vocabSize + (1 + MAX_LOOKAHEAD) * (1 + LOGPROBS_RECORD_WORDS) + TOKEN_STATE_ENTRY_WORDS + SAMPLING_ROW_WORDS + 64 + 1);
+  /** Bytes of each step buffer create() allocates (host-written inputs, logits, sampler state). */
+  static stepBufferSizes(config: OptConfig, rc: Omit<ModelRunnerConfig, 'numBlocks' | 'kvDtype'>): Record<keyof StepBuffers, number> {
+    const T = rc.maxNumBatchedTokens, S = rc.maxNumSeqs;
+    const maxBlocks = Math.ceil(rc.maxModelLen / rc.blockSize);
+    const qb = queryBlockSize(config.headDim);
+    const u32 = (n: number) => 4 * Math.max(1, n);
+    return {
+      tokenIds: u32(T), positions: u32(T), tokenSeq: u32(T), slotMapping: u32(T), blockTables: u32(S * maxBlocks),
+      // Each sequence's run is cut into blocks of qb tokens: at most T / qb + S blocks.
+      queryBlocks: u32(2 * (Math.ceil(T / qb) + S)), logitIndices: u32(S), logits: S * config.vocabSize * 4,
+      sampling: u32(SAMPLING_ROW_WORDS * S), seqState: u32(2 * S), nextIds: u32(S), nextPositions: u32(S), nextSlots: u32(S),
+      sampled: u32(S * (1 + MAX_LOOKAHEAD) * (1 + LOGPROBS_RECORD_WORDS)), tokenState: u32(S * config.vocabSize),
+      stateEntries: u32(S * TOKEN_STATE_ENTRY_WORDS), iota: u32(S), iotaBlocks: u32(2 * S), prevIds: u32(S),
+    };
+  }
+
+  /**
+   * GPU bytes a runner of these sizes holds besides its KV cache: the forward's activations, the step buffers and
+   * the initial token-state scratch (which grows only when penalties need more prompt tokens at once). LLM.create
+   * sizes the KV cache from what this leaves of the budget.
+   */
+  static bytesWithoutKvCache(config: OptConfig, weightsDtype: ElementType, tp: TensorParallel, rc: Omit<ModelRunnerConfig, 'numBlocks' | 'kvDtype'>): number {
+    const act = OptForward.bufferSizes(config, weightsDtype, tp, { maxTokens: rc.maxNumBatchedTokens, maxLogitRows: rc.maxNumSeqs, maxContext: rc.maxModelLen });
+    const sum = (r: Record<string, number | null>) => Object.values(r).reduce<number>((a, b) => a + (b ?? 0), 0);
+    return sum(act) + sum(ModelRunner.stepBufferSizes(config, rc)) + INITIAL_STATE_TOKEN_BYTES(rc.maxNumSeqs);
   }
 
   /** Forget requests that finished, were aborted or preempted: their token-state slots are free again. */

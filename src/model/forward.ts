@@ -8,7 +8,7 @@ import type { OptConfig } from './config.ts';
 import type { PagedKvCache } from './kv_cache.ts';
 import type { OptGpuWeights } from './gpu_weights.ts';
 import { windowBinding, windowCount } from '../kernels/embedding.ts';
-import { shardDims } from './tensor_parallel.ts';
+import { shardDims, type TensorParallel } from './tensor_parallel.ts';
 
 /** One step's flat batch on the GPU: token ids plus the attention metadata. */
 export interface StepInputs extends AttentionBatch {
@@ -61,37 +61,40 @@ export class OptForward {
     this.maxContext = maxContext;
   }
 
-  static async create(
-    gpu: Gpu, config: OptConfig, weights: OptGpuWeights, a: { maxTokens: number; maxLogitRows: number; maxContext: number },
-  ): Promise<OptForward> {
-    const e = weights.dtype === 'f16' ? 2 : 4;
+  /**
+   * Bytes of each activation buffer a forward of these sizes holds (what create allocates, so memory budgets can
+   * be computed before allocating; null = not needed by this model).
+   */
+  static bufferSizes(
+    config: OptConfig, dtype: ElementType, tp: TensorParallel, a: { maxTokens: number; maxLogitRows: number; maxContext: number },
+  ): Record<keyof Activations, number | null> {
+    const e = dtype === 'f16' ? 2 : 4;
     const T = a.maxTokens, H = config.hiddenSize, D = config.wordEmbedProjDim;
     const hasProj = D !== H;
     // Under tensor parallelism this rank holds a share of the heads (q, k, v, attention output) and of fc1.
-    if (weights.tp.size > 1 && !gpu.allReduce) throw new Error(`tensor-parallel rank ${weights.tp.rank} needs a Gpu with allReduce (a TensorParallelGroup rank)`);
-    const { heads, attnWidth: A, ffnWidth: F } = shardDims(config, weights.tp);
+    const { heads, attnWidth: A, ffnWidth: F } = shardDims(config, tp);
     const scratch = attentionScratchBytes(T, heads, config.headDim, a.maxContext);
-    const buf: Activations = {
-      hA: await gpu.createBuffer(T * H * e, 'act.hA'),
-      hB: await gpu.createBuffer(T * H * e, 'act.hB'),
-      normed: await gpu.createBuffer(T * H * e, 'act.normed'),
-      qkv: await gpu.createBuffer(T * 3 * A * e, 'act.qkv'),
-      attn: await gpu.createBuffer(T * A * e, 'act.attn'),
-      ffn: await gpu.createBuffer(T * F * e, 'act.ffn'),
-      embed: hasProj ? await gpu.createBuffer(T * D * e, 'act.embed') : null,
-      final: hasProj ? await gpu.createBuffer(T * D * e, 'act.final') : null,
-      selected: await gpu.createBuffer(a.maxLogitRows * D * e, 'act.selected'),
-      scratchStats: await gpu.createBuffer(scratch.stats, 'attn.partials.stats'),
-      scratchAcc: await gpu.createBuffer(scratch.acc, 'attn.partials.acc'),
-      linearScratch: await gpu.createBuffer(Math.max(16, Math.max(
-        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), 3 * A, H),
-        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), H, A),
-        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), F, H),
-        segmentedScratchBytes(Math.min(T, SEGMENTED_MAX_ROWS), H, F),
-      )), 'linear.partials'),
-      dummy: await gpu.createBuffer(16, 'dummy'),
+    const rows = Math.min(T, SEGMENTED_MAX_ROWS);
+    return {
+      hA: T * H * e, hB: T * H * e, normed: T * H * e, qkv: T * 3 * A * e, attn: T * A * e, ffn: T * F * e,
+      embed: hasProj ? T * D * e : null, final: hasProj ? T * D * e : null, selected: a.maxLogitRows * D * e,
+      scratchStats: scratch.stats, scratchAcc: scratch.acc,
+      linearScratch: Math.max(16, segmentedScratchBytes(rows, 3 * A, H), segmentedScratchBytes(rows, H, A),
+        segmentedScratchBytes(rows, F, H), segmentedScratchBytes(rows, H, F)),
+      dummy: 16,
     };
-    return new OptForward(gpu, config, weights, buf, a.maxTokens, a.maxLogitRows, a.maxContext);
+  }
+
+  static async create(
+    gpu: Gpu, config: OptConfig, weights: OptGpuWeights, a: { maxTokens: number; maxLogitRows: number; maxContext: number },
+  ): Promise<OptForward> {
+    if (weights.tp.size > 1 && !gpu.allReduce) throw new Error(`tensor-parallel rank ${weights.tp.rank} needs a Gpu with allReduce (a TensorParallelGroup rank)`);
+    const sizes = OptForward.bufferSizes(config, weights.dtype, weights.tp, a);
+    const buf = {} as Record<keyof Activations, GpuBuffer | null>;
+    for (const [name, bytes] of Object.entries(sizes) as Array<[keyof Activations, number | null]>) {
+      buf[name] = bytes === null ? null : await gpu.createBuffer(bytes, `act.${name}`);
+    }
+    return new OptForward(gpu, config, weights, buf as unknown as Activations, a.maxTokens, a.maxLogitRows, a.maxContext);
   }
 
   /** The activation buffers this forward holds. */

@@ -104,6 +104,10 @@ export function unshardTensor(name: string, shards: readonly Uint8Array[], fullS
   return out;
 }
 
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
 /**
  * Copy rank weights.tp.rank's shard of the full HF tensor `name`, which `src` holds (elements of `srcDtype`,
  * HF shape, e.g. an opened handle of a trainer's parameter), into the model's weights on the GPU, converting to
@@ -138,9 +142,26 @@ export function copyFullIntoShard(
     srcStride = inner;
   }
   if (loc.byteOffset % dstElem !== 0) throw new Error(`${name}: byte offset ${loc.byteOffset} is not element-aligned`);
+  const srcElem = srcDtype === 'f16' ? 2 : 4;
+  if (srcDtype === weights.dtype && axis !== 'columns') {
+    // The shard is one contiguous byte range of the source: a plain copy (no binding-size limit applies).
+    gpu.copy(src.buffer, (src.offset ?? 0) + srcBase * srcElem, loc.buffer, loc.byteOffset, loc.byteLength);
+    return loc.byteLength;
+  }
   const k = gpu.kernel(shaderSource('copy_shard', { S: srcDtype, D: weights.dtype }));
-  // The destination is bound whole (a shard's offset inside a fused buffer need not meet the binding alignment).
-  gpu.dispatch(k, [{ buffer: src.buffer, offset: src.offset ?? 0, size: srcBytes }, loc.buffer],
-    packParams([rows, cols, srcBase, srcStride, loc.byteOffset / dstElem]), grid1d(Math.ceil((rows * cols) / 256)));
+  // Rows at a time so each source binding stays under the device's limit (OPT-125m's f32 embedding is 154 MB)
+  // and starts 256-byte aligned; the destination is bound whole (a shard's offset inside a fused buffer need not
+  // meet the binding alignment; the largest destination is the embedding, bound whole at f16 or f32 alike).
+  const rowBytes = srcStride * srcElem;
+  const align = 256 / gcd(rowBytes, 256);
+  const maxRows = Math.max(align, Math.floor(gpu.caps.maxStorageBindingSize / rowBytes / align) * align - align);
+  for (let r0 = 0; r0 < rows; r0 += maxRows) {
+    const n = Math.min(maxRows, rows - r0);
+    const first = srcBase + r0 * srcStride;                      // element index of this window's first element
+    const winStart = Math.floor((first * srcElem) / 256) * 256;  // aligned byte offset at or before it
+    const winBytes = Math.min(((first + (n - 1) * srcStride + cols) * srcElem) - winStart, srcBytes + (src.offset ?? 0) - winStart);
+    gpu.dispatch(k, [{ buffer: src.buffer, offset: (src.offset ?? 0) + winStart, size: Math.ceil(winBytes / 4) * 4 }, loc.buffer],
+      packParams([n, cols, first - winStart / srcElem, srcStride, loc.byteOffset / dstElem + r0 * cols]), grid1d(Math.ceil((n * cols) / 256)));
+  }
   return loc.byteLength;
 }

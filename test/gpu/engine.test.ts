@@ -257,3 +257,23 @@ Deno.test('asynchronous scheduling with tensorParallelSize 2: every rank records
   assert(tp.pipelineStats.continuationSteps > 0 && tp.pipelineStats.rowsDropped > 0, JSON.stringify(tp.pipelineStats));
   assertEquals([tp.kv.usage, ...tp.ranks.map((r) => r.runner.numStateSlotsInUse)], [0, 0, 0]);
 });
+
+Deno.test('LLM memory: everything it allocates (weights, activations, step buffers, KV cache) fits gpuMemoryUtilization x gpuMemoryBytes, within one block; numGpuBlocksOverride', async () => {
+  const { LLM } = await import('../../src/engine/llm.ts');
+  const { LocalGpu } = await import('../../src/gpu/local.ts');
+  for (const [set, tp] of [['opt-tiny', 1], ['opt-tiny', 2], ['opt-tiny-postln', 1]] as const) {
+    const gpu = await LocalGpu.create();
+    const budget = 0.5 * (48 << 20);
+    const llm = await LLM.create({ model: `${FIXTURES}${set}`, gpu, gpuMemoryBytes: 48 << 20, gpuMemoryUtilization: 0.5, maxNumSeqs: 32, tensorParallelSize: tp });
+    // Per rank (each rank's virtual GPU gets the budget); in-process ranks share one device, so divide by tp.
+    const used = gpu.stats().bytesAllocated / tp;
+    console.log(`  ${set} TP=${tp}: ${used} of ${budget} bytes allocated per rank (${llm.memory.numBlocks} blocks of ${llm.memory.kvPerBlock})`);
+    assert(used <= budget, `${set} TP=${tp}: allocated ${used} bytes, over the ${budget}-byte budget`);
+    assert(used > budget - llm.memory.kvPerBlock - 4096, `${set} TP=${tp}: ${budget - used} bytes of the budget left unused (a block is ${llm.memory.kvPerBlock})`);
+    gpu.destroy();
+  }
+  const gpu = await testGpu();
+  const small = await LLM.create({ model: `${FIXTURES}opt-tiny`, gpu, numGpuBlocksOverride: 9 });
+  assertEquals(small.memory.numBlocks, 9);
+  assertEquals(small.engine.kv.numBlocks, 9);
+});

@@ -5,6 +5,9 @@ import { DeviceHost } from '../../src/actors/device_host.ts';
 import { RemoteGpu } from '../../src/gpu/remote.ts';
 import { closeTensors, copyIntoWeights, exportHandles, openTensors, type TensorRef } from '../../src/actors/handles.ts';
 import type { Checkpoint } from '../../src/model/weights/types.ts';
+import { uploadWeights } from '../../src/model/gpu_weights.ts';
+import { parseOptConfig } from '../../src/model/config.ts';
+import { copyFullIntoShard } from '../../src/model/tensor_parallel.ts';
 import { OptModel } from '../../src/model/opt.ts';
 import { TensorParallelOptModel } from '../../src/model/tensor_parallel_model.ts';
 import { LLMEngine } from '../../src/engine/llm_engine.ts';
@@ -142,4 +145,27 @@ Deno.test('weight sync by handles into tensor-parallel ranks: each rank copies i
     assertEquals(Array.from(await m.logits(ref.prompts[0])), Array.from(await direct.logits(ref.prompts[0])), 'f16 engine synced from f32 handles');
   }
   host.destroy();
+});
+
+Deno.test('copyFullIntoShard binds its source in windows under the binding limit: same bytes as one window', async () => {
+  const gpu = await testGpu();
+  const ckpt = await loadCheckpoint(`${FIXTURES}opt-tiny`);
+  // A view of the device whose binding limit is 4 KiB, so every tensor below takes several windows.
+  const narrow = Object.create(gpu, { caps: { value: { ...gpu.caps, maxStorageBindingSize: 4096 } } }) as typeof gpu;
+  const names = ['model.decoder.layers.0.self_attn.out_proj.weight', 'model.decoder.layers.1.fc2.weight', 'model.decoder.embed_tokens.weight'];
+  for (const dtype of gpu.caps.shaderF16 ? ['f32', 'f16'] as const : ['f32'] as const) {
+    for (const rank of [0, 1]) {
+      const tp = { rank, size: 2 };
+      const wide = await uploadWeights(gpu, parseOptConfig(ckpt.configJson), ckpt.tensors, dtype, tp);
+      const thin = await uploadWeights(gpu, parseOptConfig(ckpt.configJson), ckpt.tensors, dtype, tp);
+      for (const name of names) {
+        const t = ckpt.tensors.get(name)!;
+        const src = await gpu.createBuffer(t.bytes.byteLength, name);
+        gpu.write(src, t.bytes);
+        copyFullIntoShard(narrow, { buffer: src }, 'f32', thin, name);
+        const a = wide.locations.get(name)!, b = thin.locations.get(name)!;
+        assertEquals(new Uint8Array(await gpu.read(b.buffer, b.byteOffset, b.byteLength)), new Uint8Array(await gpu.read(a.buffer, a.byteOffset, a.byteLength)), `${name} ${dtype} rank ${rank}`);
+      }
+    }
+  }
 });
