@@ -89,7 +89,7 @@ export class DemoEngine implements EngineApi {
     if (!status.available) throw new Error(status.reason);
     // A new model gets a new device: dropping the old one frees all of the old model's buffers at once.
     if (this.llm) {
-      this.llm.dispose();
+      await this.llm.dispose().catch(() => {});
       this.llm = null;
       this.gpu?.destroy();
       this.gpu = null;

@@ -107,8 +107,9 @@ export class EngineWorker {
   }
 
   /** Disconnect every rank (the host frees their buffers). */
-  disconnect(): void {
-    this.llm?.dispose();
+  async disconnect(): Promise<void> {
+    // Free the engine's buffers while the ranks are connected (a dead rank makes this fail: the host frees them).
+    await this.llm?.dispose().catch(() => {});
     for (const r of this.ranks) r.gpu.destroy();
     this.ranks = [];
     this.llm = null;

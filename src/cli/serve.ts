@@ -60,7 +60,7 @@ export async function cmdServe(v: Record<string, unknown>, signal?: AbortSignal)
     await server.finished;
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
-    llm.dispose();
+    await llm.dispose();
   }
   console.error('tandem: server stopped');
   return {};

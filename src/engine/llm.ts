@@ -140,7 +140,8 @@ export class LLM {
   static async create(opts: LLMOptions): Promise<LLM> {
     const util = opts.gpuMemoryUtilization ?? 0.9;
     if (!(util > 0 && util <= 1)) throw new InvalidInputError(`gpuMemoryUtilization must be in (0, 1], got ${util}`);
-    const gpu = opts.gpu ?? opts.tensorParallelGpus?.[0] ?? await LocalGpu.create();
+    const given = opts.gpu ?? opts.tensorParallelGpus?.[0];
+    const gpu = given ?? await LocalGpu.create();
     const ckpt = await loadCheckpoint(opts.model);
     const config = parseOptConfig(ckpt.configJson);
     const { dtype, blockSize, maxModelLen, maxNumSeqs, maxNumBatchedTokens } = engineSizes(config, opts);
@@ -176,6 +177,7 @@ export class LLM {
     // Per rank (each rank's virtual GPU holds the same amounts).
     const llm = new LLM(gpu, engine, tokenizer, { weights: engine.weights.totalBytes, kvCache: engine.runner.cache.bytes, kvPerBlock: perBlock, numBlocks });
     llm.modelName = opts.servedModelName ?? (typeof opts.model === 'string' ? opts.model : 'tandem');
+    llm.ownsGpu = given === undefined;
     return llm;
   }
 
@@ -399,10 +401,19 @@ export class LLM {
     return this._completions;
   }
 
-  /** Abort every unfinished request of this LLM (their streams end with 'abort'; generate calls resolve). */
-  dispose(): void {
+  /**
+   * Abort every unfinished request of this LLM (their streams end with 'abort'; generate calls resolve), then free
+   * every GPU buffer of the engine, and the Gpu itself when LLM.create made it.
+   */
+  async dispose(): Promise<void> {
     for (const id of [...this.tracked.keys()]) this.abort(id);
+    await this.loop?.catch(() => {});
+    await this.engine.release();
+    if (this.ownsGpu) this.gpu.destroy();
   }
+
+  /** Whether LLM.create made the Gpu (and dispose() destroys it) rather than being given one. */
+  private ownsGpu = false;
 }
 
 export interface StreamSamplingParams extends GenerateSamplingParams {

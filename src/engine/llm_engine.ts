@@ -349,6 +349,24 @@ export class LLMEngine {
    * cache on the GPU; level 2 drops the weights too (wake up, then load new ones with updateWeights). The prefix
    * cache is reset (its blocks are gone). Returns the GPU bytes freed.
    */
+  /**
+   * Free every GPU buffer the engine holds (weights, KV cache, activations, step buffers) once the work in flight
+   * is done; unfinished requests are aborted. The Gpu itself stays (its owner destroys it). Idempotent.
+   */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    for (const id of this.scheduler.unfinishedRequestIds()) this.finishRequest(id, 'abort');
+    await this.drain();
+    if (!this.asleep || this.asleep.kvAwake) for (const rank of this.ranks) rank.runner.release();
+    if (!this.asleep || this.asleep.weightsAwake) {
+      for (const rank of this.ranks) for (const b of new Set([...rank.weights.locations.values()].map((l) => l.buffer))) rank.gpu.destroyBuffer(b);
+    }
+    await Promise.all(this.ranks.map((r) => r.gpu.sync()));
+  }
+
+  private released = false;
+
   async sleep(level: 1 | 2 = 1): Promise<number> {
     if (level !== 1 && level !== 2) throw new InvalidInputError(`sleep level must be 1 or 2, got ${level}`);
     if (this.asleep) throw new InvalidInputError(`the engine is already asleep (level ${this.asleep.level})`);

@@ -190,6 +190,8 @@ export class Scheduler<P extends RequestSamplingParams = RequestSamplingParams> 
   get numRunning(): number { return this.running.length; }
   get numPreemptions(): number { return this._numPreemptions; }
   hasUnfinishedRequests(): boolean { return this.requests.size > 0; }
+  /** Ids of every request not yet finished (waiting, running or preempted). */
+  unfinishedRequestIds(): string[] { return [...this.requests.keys()]; }
   getRequest(requestId: string): Request<P> | undefined { return this.requests.get(requestId); }
   /** Running requests, oldest first (a copy). */
   runningRequests(): Request<P>[] { return [...this.running]; }

@@ -277,3 +277,20 @@ Deno.test('LLM memory: everything it allocates (weights, activations, step buffe
   assertEquals(small.memory.numBlocks, 9);
   assertEquals(small.engine.kv.numBlocks, 9);
 });
+
+Deno.test('LLM.dispose: aborts what runs, frees every buffer the engine holds (TP=1 and 2), leaves a given Gpu usable', async () => {
+  const { LLM } = await import('../../src/engine/llm.ts');
+  const gpu = await testGpu();
+  for (const tensorParallelSize of [1, 2]) {
+    const before = gpu.stats().bytesAllocated;
+    const llm = await LLM.create({ model: `${FIXTURES}opt-tiny`, gpu, numGpuBlocksOverride: 16, tensorParallelSize });
+    const running = llm.generate([{ tokens: [2, 161, 483] }], { maxTokens: 40, ignoreEos: true });
+    await llm.dispose();
+    const [out] = await running;
+    assertEquals(out.finishReason, 'abort');
+    assertEquals(gpu.stats().bytesAllocated, before, `TP=${tensorParallelSize}: every buffer freed`);
+  }
+  const again = await LLM.create({ model: `${FIXTURES}opt-tiny`, gpu, numGpuBlocksOverride: 16 });
+  assertEquals((await again.generate([{ tokens: [2, 161, 483] }], { maxTokens: 3, ignoreEos: true }))[0].tokenIds.length, 3);
+  await again.dispose();
+});

@@ -19,7 +19,7 @@ async function withServer(fn: (base: string, llm: LLM) => Promise<void>): Promis
   } finally {
     ac.abort();
     await server.finished;
-    llm.dispose();
+    await llm.dispose();
   }
   assertEquals(errors, [], 'no internal errors');
   assertEquals(llm.engine.kv.usage, 0);
