@@ -55,12 +55,10 @@ export interface InferenceEngineOptions {
 }
 
 /**
- * The utilization the engine sizes itself with: the one asked for, less headroom. The rank's budget is enforced
- * at allocation, and LLM.create's estimate (weights + activations, then whole KV blocks up to the utilization)
- * falls short of what it allocates: measured 61 KB over for opt-tiny and 20.8 MB (1.6%) over for OPT-125m at
- * maxNumSeqs 8 / 128 batched tokens; without headroom an engine at utilization 0.4 on a 0.4 share fails on its
- * last buffers. A utilization beyond the rank's
- * budget can never fit: refused here, by name, instead of failing on some allocation.
+ * The utilization the engine sizes itself with: the one asked for, less a little headroom. The rank's budget is
+ * enforced at allocation by the device host, which rounds every buffer up to 16 bytes; LLM.create's accounting is
+ * otherwise exact (ModelRunner.bytesWithoutKvCache). A utilization beyond the rank's budget can never fit:
+ * refused here, by name, instead of failing on some allocation.
  */
 function engineUtilization(util: number, gpuMemoryBytes: number, budgetBytes: number): number {
   if (!(util > 0 && util <= 1)) throw new InvalidInputError(`gpuMemoryUtilization must be in (0, 1], got ${util}`);
@@ -71,7 +69,7 @@ function engineUtilization(util: number, gpuMemoryBytes: number, budgetBytes: nu
         `${budgetBytes} bytes (its numGpusPerWorker share): lower gpuMemoryUtilization or raise numGpusPerWorker`,
     );
   }
-  const headroom = 4 * 2 ** 20 + 0.03 * wanted;
+  const headroom = 64 * 1024;
   return Math.max(1e-6, (wanted - headroom) / gpuMemoryBytes);
 }
 
