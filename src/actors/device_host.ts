@@ -9,7 +9,27 @@
  * - per-actor memory accounting, enforced at allocation against each actor's budget;
  * - pipelines compiled once across actors (LocalGpu caches them by KernelSource key) and bind groups cached;
  * - each actor's kernels and recordings by the actor's own ids, so a command list never needs an answer.
- * - a weighted fair queue (src/cluster/fair_share.ts) that orders queued command lists across actors.
+ * - a weighted fair queue (src/cluster/fair_share.ts) that orders queued command lists across actors, and a
+ *   bounded window of work in flight on the GPU, so that under contention the queue's order is the GPU's order
+ *   and each actor gets GPU time in proportion to its weight (see "GPU time sharing" below);
+ * - liveness: every actor's RemoteGpu says it is alive every `heartbeatMs` when it has nothing else to send;
+ *   an actor silent for `livenessTimeoutMs` is detached as if terminated (a worker killed without its spawner
+ *   noticing: MessagePorts have no close event in Deno).
+ *
+ * GPU time sharing. Command lists are executed in batches (a run of one actor's lists, consecutive in the fair
+ * queue's order); each batch is a timed span on the LocalGpu (timestamp queries around its compute passes,
+ * where the device has them) and, once the GPU has finished it, its actor is charged the measured GPU time via
+ * FairShareQueue.complete, so an actor whose lists are long pays for them. Fallback without timestamps: the
+ * wall time from the batch's start (or the previous batch's completion, if later) to its completion.
+ * Estimates (for queue tags and the window) are the list's command count times the actor's measured
+ * milliseconds per command (a moving average). Under contention (work queued or in flight for two or more
+ * parties: an actor, or all ranks of one tensor-parallel group together) the host dequeues only while the
+ * predicted GPU time in flight is under `gpuWindowMs`; the rest waits in the fair queue. The window must
+ * exceed the time the runtime takes to notice completed GPU work (~11 ms in Deno, DESIGN.md), or the GPU
+ * idles. A lone party is never held back. Tensor-parallel ranks: the window only waits for GPU work, which
+ * always finishes, and the fair queue serves every backlogged rank in turn, so a rank waiting at an all-reduce
+ * for a peer's queued list is never blocked indefinitely; what a rank leaves queued at an all-reduce runs (and
+ * is charged) in the peer's batch that completes it: the group as a whole is charged correctly.
  *
  * Errors in fire-and-forget commands (a dispatch on a stale handle, say) are kept and surface, typed, at the
  * actor's next awaited call (read, sync, createBuffer...), as WebGPU's own errors do; the rest of that command
@@ -28,7 +48,7 @@ import type { BufferBinding, Gpu, GpuBuffer, Kernel, Recording } from '../gpu/gp
 import { LocalGpu } from '../gpu/local.ts';
 import { TensorParallelGroup } from '../gpu/tensor_parallel_group.ts';
 import type { AcquireOptions } from '../gpu/device.ts';
-import { FairShareQueue } from '../cluster/fair_share.ts';
+import { type FairShareEntry, FairShareQueue } from '../cluster/fair_share.ts';
 import {
   type BufferHandle,
   type ClientMessage,
@@ -60,6 +80,20 @@ export interface AttachOptions {
   tensorParallel?: { group: string; rank: number; size: number };
 }
 
+/** Scheduling and liveness settings of a device host (DeviceHost.create's second argument). */
+export interface DeviceHostOptions {
+  /**
+   * Under contention, the GPU time (ms, predicted) the host lets run ahead of the GPU; more waits in the fair
+   * queue. Default 30: above Deno's ~11 ms to notice finished work, so the GPU never runs dry. Infinity turns the
+   * window off (submit everything at once: the GPU's FIFO then decides, not the weights).
+   */
+  gpuWindowMs?: number;
+  /** How often an idle actor tells the host it is alive (ms; default 5000). */
+  heartbeatMs?: number;
+  /** Detach an actor the host has not heard from for this long (ms; default 60000; Infinity: never). */
+  livenessTimeoutMs?: number;
+}
+
 export interface Attached {
   clientId: number;
   /** The actor's end: hand it (transferred) to RemoteGpu.connect in the actor's worker. */
@@ -84,6 +118,15 @@ export interface ClientStats {
   openViews: number;
   /** Scheduling cost executed so far (dispatches, replayed dispatches, copies, writes). */
   servedCost: number;
+  /**
+   * GPU time (ms) charged to the actor for its completed command lists: measured with timestamp queries where
+   * the device has them, else the wall-time fallback (see the module comment).
+   */
+  gpuTimeMs: number;
+  /** Its command lists completed on the GPU (charged). */
+  completedLists: number;
+  /** Moving average of its measured milliseconds per command (the basis of its estimates). */
+  msPerCommand: number;
 }
 
 export interface HostStats {
@@ -138,6 +181,30 @@ interface Client {
   /** Where its commands run: the host's LocalGpu, or its rank's view of a TensorParallelGroup. */
   target: Gpu;
   tp: { group: string; rank: number } | null;
+  /** Who it contends with for GPU time as one: itself, or its whole tensor-parallel group. */
+  party: string;
+  gpuTimeMs: number;
+  completedLists: number;
+  /** Measured GPU ms per command (moving average; 0 until measured). */
+  msPerCommand: number;
+  /** performance.now() of its last message (liveness). */
+  lastHeard: number;
+}
+
+/** A queued command list (or goodbye) and its command count. */
+interface QueueItem {
+  client: Client;
+  msg: CommandMessage | 'bye';
+  commands: number;
+}
+
+/** Command lists of one actor executed together as one timed span, until the GPU has finished them. */
+interface Batch {
+  client: Client;
+  entries: FairShareEntry<QueueItem>[];
+  commands: number;
+  predictedMs: number;
+  startedAt: number;
 }
 
 interface Tombstone {
@@ -158,14 +225,43 @@ interface Resolved {
 
 const alignedSize = (size: number) => Math.max(16, Math.ceil(size / 16) * 16);
 const MAX_TOMBSTONES = 10_000;
+/** Weight of a new measurement in an actor's ms-per-command average. */
+const EWMA_ALPHA = 0.3;
+/**
+ * Estimated GPU ms per command before anything was measured. Any positive guess keeps queued lists' tags
+ * apart (with 0 they would tie, and the first client served would run all its queued lists before the others);
+ * measurements correct it within a few batches.
+ */
+const DEFAULT_MS_PER_COMMAND = 0.02;
+/** Batches in flight under contention at most, whatever the predictions say (they are 0 until measured). */
+const MAX_BATCHES_IN_FLIGHT = 32;
+
+/** Keep a timer from holding a Deno process open (browsers have no such notion). */
+function unrefTimer(id: ReturnType<typeof setInterval>): void {
+  (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno?.unrefTimer?.(id as unknown as number);
+}
 
 export class DeviceHost implements HostControl {
   readonly gpu: LocalGpu;
   private clients = new Map<number, Client>();
   private registry = new Map<number, OwnEntry>();
   private tombstones = new Map<number, Tombstone>();
-  /** Weighted fair order across actors (weight = GPU fraction, cost = dispatches + copies + writes of a list). */
-  private queue = new FairShareQueue<{ client: Client; msg: CommandMessage | 'bye' }>();
+  /** Weighted fair order across actors (weight = GPU fraction, cost = predicted then measured GPU ms of a list). */
+  private queue = new FairShareQueue<QueueItem>();
+  /** Batches submitted to the GPU and not yet seen finished. */
+  private inFlight = new Set<Batch>();
+  /** Their predicted GPU ms. */
+  private inFlightMs = 0;
+  /** When the last batch was seen finished (the wall-time fallback's start for the next). */
+  private lastDoneAt = 0;
+  /** Under contention, predicted GPU ms allowed in flight (DeviceHostOptions.gpuWindowMs). */
+  gpuWindowMs: number;
+  /** Told to each actor at attach (DeviceHostOptions.heartbeatMs). */
+  readonly heartbeatMs: number;
+  /** DeviceHostOptions.livenessTimeoutMs. */
+  readonly livenessTimeoutMs: number;
+  private livenessTimer: ReturnType<typeof setInterval> | null = null;
+  private lastLivenessCheck = 0;
   private nextClientId = 1;
   private nextViewId = 0x40000000;
   private generationCounter = 0;
@@ -174,6 +270,7 @@ export class DeviceHost implements HostControl {
   /** An allocation is in progress: WebGPU error scopes are device-wide, so nothing else runs meanwhile. */
   private allocating = false;
   private paused = false;
+  private destroyed = false;
   private drainScheduled = false;
   /** A message to ourselves schedules a drain behind the messages already queued (setTimeout(0) costs ~2 ms in Deno). */
   private tick: MessageChannel | null = null;
@@ -182,12 +279,20 @@ export class DeviceHost implements HostControl {
   /** Every executed command list's actor, in order, when set (fair-queue tests). */
   executionLog: number[] | null = null;
 
-  constructor(gpu: LocalGpu) {
+  constructor(gpu: LocalGpu, opts: DeviceHostOptions = {}) {
     this.gpu = gpu;
+    this.gpuWindowMs = opts.gpuWindowMs ?? 30;
+    this.heartbeatMs = opts.heartbeatMs ?? 5000;
+    this.livenessTimeoutMs = opts.livenessTimeoutMs ?? 60_000;
+    if (!(this.gpuWindowMs > 0)) throw new InvalidInputError(`DeviceHost: gpuWindowMs must be > 0, got ${this.gpuWindowMs}`);
+    if (!(this.heartbeatMs > 0 && Number.isFinite(this.heartbeatMs))) throw new InvalidInputError(`DeviceHost: heartbeatMs must be a finite number > 0, got ${this.heartbeatMs}`);
+    if (!(this.livenessTimeoutMs > this.heartbeatMs)) {
+      throw new InvalidInputError(`DeviceHost: livenessTimeoutMs (${this.livenessTimeoutMs}) must exceed heartbeatMs (${this.heartbeatMs})`);
+    }
   }
 
-  static async create(opts: AcquireOptions = {}): Promise<DeviceHost> {
-    return new DeviceHost(await LocalGpu.create(opts));
+  static async create(opts: AcquireOptions = {}, hostOpts: DeviceHostOptions = {}): Promise<DeviceHost> {
+    return new DeviceHost(await LocalGpu.create(opts), hostOpts);
   }
 
   attach(opts: AttachOptions): Attached {
@@ -222,6 +327,8 @@ export class DeviceHost implements HostControl {
       id: this.nextClientId++, actorId: opts.actorId, virtualGpuUuid: opts.virtualGpuUuid, budget, weight,
       port: channel.port1, bytesInUse: 0, entries: new Map(), kernels: new Map(), recordings: new Map(), error: null, servedCost: 0,
       target, tp: tp ? { group: tp.group, rank: tp.rank } : null,
+      party: tp ? `tp:${tp.group}` : `actor:${this.nextClientId - 1}`, gpuTimeMs: 0, completedLists: 0, msPerCommand: 0,
+      lastHeard: performance.now(),
     };
     if (tpEntry && tp) tpEntry.members[tp.rank] = c.id;
     this.clients.set(c.id, c);
@@ -229,7 +336,9 @@ export class DeviceHost implements HostControl {
     this.post(c, {
       t: 'welcome', clientId: c.id, actorId: c.actorId, virtualGpuUuid: c.virtualGpuUuid,
       memoryBudgetBytes: Number.isFinite(budget) ? budget : Number.MAX_SAFE_INTEGER, caps: this.gpu.caps,
+      heartbeatMs: this.heartbeatMs,
     });
+    this.startLivenessChecks();
     return { clientId: c.id, port: channel.port2 };
   }
 
@@ -286,7 +395,7 @@ export class DeviceHost implements HostControl {
         memoryBudgetBytes: c.budget, bytesInUse: c.bytesInUse,
         buffers: [...c.entries.values()].filter((e) => e.kind === 'own').length,
         openViews: [...c.entries.values()].filter((e) => e.kind === 'view').length,
-        servedCost: c.servedCost,
+        servedCost: c.servedCost, gpuTimeMs: c.gpuTimeMs, completedLists: c.completedLists, msPerCommand: c.msPerCommand,
       })),
       buffers: this.registry.size, exportedBuffers: exported, openViews: views, kernels: g.kernels, bindGroups: g.bindGroups,
     };
@@ -294,7 +403,10 @@ export class DeviceHost implements HostControl {
 
   /** Detach every actor and destroy the device. */
   destroy(): void {
+    this.destroyed = true;
     for (const id of [...this.clients.keys()]) this.detach(id, 'lost its device host (the host shut down)');
+    if (this.livenessTimer !== null) clearInterval(this.livenessTimer);
+    this.livenessTimer = null;
     this.tick?.port1.close();
     this.tick?.port2.close();
     this.tick = null;
@@ -309,12 +421,52 @@ export class DeviceHost implements HostControl {
 
   private receive(c: Client, msg: ClientMessage): void {
     if (!this.clients.has(c.id)) return;
-    this.queue.enqueue(String(c.id), c.weight, msg.t === 'bye' ? 1 : msg.cost, { client: c, msg: msg.t === 'bye' ? 'bye' : msg });
+    c.lastHeard = performance.now();
+    if (msg.t === 'alive') return;
+    const commands = msg.t === 'bye' ? 0 : msg.cost;
+    this.queue.enqueue(String(c.id), c.weight, commands * this.msPerCommand(c), { client: c, msg: msg.t === 'bye' ? 'bye' : msg, commands });
     this.scheduleDrain();
   }
 
+  /** The actor's measured ms per command, or (before its first measurement) the average over the others. */
+  private msPerCommand(c: Client): number {
+    if (c.msPerCommand > 0) return c.msPerCommand;
+    let sum = 0, n = 0;
+    for (const o of this.clients.values()) {
+      if (o.msPerCommand > 0) {
+        sum += o.msPerCommand;
+        n++;
+      }
+    }
+    return n ? sum / n : DEFAULT_MS_PER_COMMAND;
+  }
+
+  // ---- liveness ----
+
+  private startLivenessChecks(): void {
+    if (this.livenessTimer !== null || !Number.isFinite(this.livenessTimeoutMs)) return;
+    const every = Math.max(10, Math.min(this.heartbeatMs, this.livenessTimeoutMs / 4));
+    this.lastLivenessCheck = performance.now();
+    this.livenessTimer = setInterval(() => this.checkLiveness(every), every);
+    unrefTimer(this.livenessTimer);
+  }
+
+  private checkLiveness(every: number): void {
+    const now = performance.now();
+    const late = now - this.lastLivenessCheck > 2 * every;
+    this.lastLivenessCheck = now;
+    // This thread was stalled: messages that arrived meanwhile may not have been handled yet. Judge next time.
+    if (late) return;
+    for (const c of [...this.clients.values()]) {
+      const silent = now - c.lastHeard;
+      if (silent > this.livenessTimeoutMs && this.clients.has(c.id)) {
+        this.detach(c.id, `stopped responding: no message for ${(silent / 1000).toFixed(1)} s (livenessTimeoutMs ${this.livenessTimeoutMs}); its worker was probably terminated`);
+      }
+    }
+  }
+
   private scheduleDrain(): void {
-    if (this.drainScheduled || this.paused) return;
+    if (this.drainScheduled || this.paused || this.destroyed) return;
     this.drainScheduled = true;
     if (!this.tick) {
       this.tick = new MessageChannel();
@@ -328,21 +480,98 @@ export class DeviceHost implements HostControl {
 
   private drain(): void {
     const deadline = performance.now() + this.quantumMs;
-    while (!this.allocating && !this.paused) {
-      const next = this.queue.dequeue()?.item;
-      if (!next) return;
-      const c = next.client;
+    let yielded = false;
+    while (!this.allocating && !this.paused && this.windowOpen()) {
+      const entry = this.queue.dequeue();
+      if (!entry) return;
+      const c = entry.item.client;
       if (!this.clients.has(c.id)) continue;
-      if (next.msg === 'bye') {
+      if (entry.item.msg === 'bye') {
         this.detach(c.id, 'disconnected');
         continue;
       }
-      this.executionLog?.push(c.id);
-      c.servedCost += next.msg.cost;
-      this.execute(c, next.msg);
-      if (performance.now() > deadline) break;
+      // A batch: this list and the ones the fair queue would serve right after it, while they are the same actor's.
+      const batch: Batch = { client: c, entries: [], commands: 0, predictedMs: 0, startedAt: performance.now() };
+      this.gpu.beginTimedSpan();
+      for (let e: FairShareEntry<QueueItem> | undefined = entry; e; ) {
+        this.run(batch, e);
+        if (performance.now() > deadline) {
+          yielded = true;
+          break;
+        }
+        const next = this.queue.peek();
+        if (!next || next.item.client !== c || next.item.msg === 'bye' || this.allocating || !this.clients.has(c.id)) break;
+        if (this.contended() && this.inFlightMs + batch.predictedMs + next.costEstimate >= this.gpuWindowMs) break;
+        e = this.queue.dequeue();
+      }
+      this.submit(batch);
+      if (yielded) break;
+    }
+    if (this.queue.size > 0 && (yielded || this.windowOpen())) this.scheduleDrain();
+  }
+
+  private run(batch: Batch, e: FairShareEntry<QueueItem>): void {
+    const c = batch.client;
+    const msg = e.item.msg as CommandMessage;
+    batch.entries.push(e);
+    batch.commands += e.item.commands;
+    batch.predictedMs += e.costEstimate;
+    this.executionLog?.push(c.id);
+    c.servedCost += msg.cost;
+    this.execute(c, msg);
+  }
+
+  /** Close the batch's span; once the GPU has finished it, charge its actor and let more work in. */
+  private submit(batch: Batch): void {
+    this.inFlight.add(batch);
+    this.inFlightMs += batch.predictedMs;
+    this.gpu.endTimedSpan().then(
+      (t) => this.finished(batch, t.gpuMs, t.doneAt),
+      () => this.finished(batch, null, performance.now()),
+    );
+  }
+
+  private finished(batch: Batch, gpuMs: number | null, doneAt: number): void {
+    this.inFlight.delete(batch);
+    this.inFlightMs -= batch.predictedMs;
+    if (this.inFlight.size === 0) this.inFlightMs = 0; // no drift from float sums
+    // Without timestamps: the GPU ran this batch from when it was started (or the previous finished) until now.
+    const measured = gpuMs ?? Math.max(0, doneAt - Math.max(batch.startedAt, this.lastDoneAt));
+    this.lastDoneAt = Math.max(this.lastDoneAt, doneAt);
+    const c = batch.client;
+    c.gpuTimeMs += measured;
+    c.completedLists += batch.entries.length;
+    if (batch.commands > 0) {
+      const rate = measured / batch.commands;
+      c.msPerCommand = c.msPerCommand > 0 ? (1 - EWMA_ALPHA) * c.msPerCommand + EWMA_ALPHA * rate : rate;
+    }
+    // Split the measurement over the batch's lists by their command counts.
+    for (const e of batch.entries) {
+      const share = batch.commands > 0 ? e.item.commands / batch.commands : 1 / batch.entries.length;
+      this.queue.complete(e, measured * share);
     }
     if (this.queue.size > 0) this.scheduleDrain();
+  }
+
+  /** Whether two or more parties (an actor, or a whole tensor-parallel group) have work queued or in flight. */
+  private contended(): boolean {
+    let party: string | null = null;
+    for (const b of this.inFlight) {
+      if (party === null) party = b.client.party;
+      else if (b.client.party !== party) return true;
+    }
+    for (const c of this.clients.values()) {
+      if (this.queue.pendingOf(String(c.id)) === 0) continue;
+      if (party === null) party = c.party;
+      else if (c.party !== party) return true;
+    }
+    return false;
+  }
+
+  /** May the host submit more work now? Always when nothing is in flight or no one contends; else within the window. */
+  private windowOpen(): boolean {
+    if (this.inFlight.size === 0 || !this.contended()) return true;
+    return this.inFlight.size < MAX_BATCHES_IN_FLIGHT && this.inFlightMs < this.gpuWindowMs;
   }
 
   // ---- command execution ----

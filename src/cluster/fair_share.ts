@@ -93,8 +93,8 @@ export class FairShareQueue<T> {
     return entry;
   }
 
-  /** The next item to serve (smallest start tag, FIFO on ties), or undefined when nothing is queued. */
-  dequeue(): FairShareEntry<T> | undefined {
+  /** The client whose head item is served next (smallest start tag, FIFO on ties). */
+  #next(): ClientState<T> | undefined {
     let best: ClientState<T> | undefined;
     for (const client of this.#clients.values()) {
       if (client.head >= client.queue.length) continue;
@@ -102,6 +102,18 @@ export class FairShareQueue<T> {
       const b = best?.queue[best.head];
       if (!b || e.startTag < b.startTag || (e.startTag === b.startTag && e.seq < b.seq)) best = client;
     }
+    return best;
+  }
+
+  /** The item dequeue() would return next, without taking it (the device host batches a client's consecutive items). */
+  peek(): FairShareEntry<T> | undefined {
+    const best = this.#next();
+    return best?.queue[best.head];
+  }
+
+  /** The next item to serve (smallest start tag, FIFO on ties), or undefined when nothing is queued. */
+  dequeue(): FairShareEntry<T> | undefined {
+    const best = this.#next();
     if (!best) return undefined;
     const entry = best.queue[best.head++];
     if (best.head > 64 && best.head * 2 > best.queue.length) {

@@ -18,6 +18,20 @@ interface LocalRecording extends Recording {
   bufferIds: Set<number>;
   valid: boolean;
 }
+interface TimestampSlot {
+  querySet: GPUQuerySet;
+  resolve: GPUBuffer;
+  staging: GPUBuffer;
+}
+
+/** What LocalGpu.endTimedSpan measured. */
+export interface SpanTiming {
+  /** Summed GPU time of the span's compute passes (ms), or null where it could not be measured. */
+  gpuMs: number | null;
+  /** performance.now() when the span's completion was observed. */
+  doneAt: number;
+}
+
 interface LocalKernel extends Kernel {
   pipeline: GPUComputePipeline;
   layout: GPUBindGroupLayout;
@@ -159,8 +173,92 @@ export class LocalGpu implements Gpu {
 
   private ensurePass(): GPUComputePassEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    if (!this.pass) this.pass = this.span ? this.beginSpanPass(this.encoder, this.span) : this.encoder.beginComputePass();
     return this.pass;
+  }
+
+  // ---- timed spans (the device host's fair share of GPU time) ----
+
+  /** Compute passes one span can time; passes past it make the span report no GPU time (gpuMs null). */
+  static readonly SPAN_MAX_PASSES = 512;
+  private span: { slot: TimestampSlot | null; passes: number; overflow: boolean } | null = null;
+  private timestampSlots: TimestampSlot[] = [];
+
+  private beginSpanPass(encoder: GPUCommandEncoder, span: NonNullable<LocalGpu['span']>): GPUComputePassEncoder {
+    if (!span.slot || span.passes >= LocalGpu.SPAN_MAX_PASSES) {
+      span.overflow = span.slot !== null;
+      return encoder.beginComputePass();
+    }
+    const i = span.passes++;
+    return encoder.beginComputePass({
+      timestampWrites: { querySet: span.slot.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+    });
+  }
+
+  /**
+   * Start measuring the GPU time of the work recorded from now until endTimedSpan(): every compute pass begun
+   * meanwhile gets timestamp writes (when the device has timestamp-query). Work recorded before is submitted
+   * first, so it is not part of the span. One span at a time.
+   */
+  beginTimedSpan(): void {
+    if (this.span) throw new Error('beginTimedSpan: a span is already open');
+    this.flush();
+    let slot: TimestampSlot | null = null;
+    if (this.caps.timestampQuery && !this.lost) {
+      const n = 2 * LocalGpu.SPAN_MAX_PASSES;
+      slot = this.timestampSlots.pop() ?? {
+        querySet: this.device.createQuerySet({ type: 'timestamp', count: n, label: 'span-timestamps' }),
+        resolve: this.device.createBuffer({ size: 8 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+        staging: this.device.createBuffer({ size: 8 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+      };
+    }
+    this.span = { slot, passes: 0, overflow: false };
+  }
+
+  /** Whether a span is open. */
+  get timingSpan(): boolean {
+    return this.span !== null;
+  }
+
+  /**
+   * Close the span and submit it. Resolves once the GPU has finished everything submitted so far, with the
+   * span's GPU time: the summed durations of its compute passes (copies and queue writes are not timed: a span
+   * without a compute pass measures 0), or null where that cannot be measured (no timestamp-query, more than
+   * SPAN_MAX_PASSES passes, device lost).
+   * `doneAt` is performance.now() when completion was observed.
+   */
+  async endTimedSpan(): Promise<SpanTiming> {
+    const span = this.span;
+    if (!span) throw new Error('endTimedSpan: no span is open');
+    this.flush();
+    this.span = null;
+    const slot = span.slot;
+    if (!slot || span.passes === 0 || span.overflow || this.lost) {
+      if (slot && !this.lost) this.timestampSlots.push(slot);
+      try {
+        await this.device.queue.onSubmittedWorkDone();
+      } catch { /* device lost: nothing more will finish */ }
+      // Timed but without a compute pass (writes, copies, requests): no compute time to charge.
+      const untimed = !slot || span.overflow || this.lost;
+      return { gpuMs: untimed ? null : 0, doneAt: performance.now() };
+    }
+    const bytes = 16 * span.passes;
+    const enc = this.device.createCommandEncoder();
+    enc.resolveQuerySet(slot.querySet, 0, 2 * span.passes, slot.resolve, 0);
+    enc.copyBufferToBuffer(slot.resolve, 0, slot.staging, 0, bytes);
+    this.device.queue.submit([enc.finish()]);
+    try {
+      await slot.staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    } catch {
+      return { gpuMs: null, doneAt: performance.now() };
+    }
+    const doneAt = performance.now();
+    const t = new BigUint64Array(slot.staging.getMappedRange(0, bytes));
+    let ns = 0n;
+    for (let i = 0; i < span.passes; i++) if (t[2 * i + 1] > t[2 * i]) ns += t[2 * i + 1] - t[2 * i];
+    slot.staging.unmap();
+    this.timestampSlots.push(slot);
+    return { gpuMs: Number(ns) / 1e6, doneAt };
   }
 
   dispatch(

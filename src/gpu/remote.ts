@@ -64,6 +64,9 @@ export class RemoteGpu implements Gpu {
   private buffers = new Map<number, GpuBuffer>();
   private dispatchCount = 0;
   private submitCount = 0;
+  /** performance.now() of the last message to the host (liveness: heartbeats only when idle). */
+  private lastSentAt = performance.now();
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
 
   private constructor(port: MessagePort, w: WelcomeInfo) {
     this.port = port;
@@ -73,6 +76,18 @@ export class RemoteGpu implements Gpu {
     this.virtualGpuUuid = w.virtualGpuUuid;
     this.memoryBudgetBytes = w.memoryBudgetBytes;
     port.onmessage = (ev: MessageEvent<HostMessage>) => this.receive(ev.data);
+    const every = w.heartbeatMs;
+    if (every !== undefined && every > 0 && Number.isFinite(every)) {
+      // Tell the host we are alive when there is nothing else to tell it: a worker killed without its spawner
+      // noticing then shows as silence, and the host detaches it (DeviceHostOptions.livenessTimeoutMs).
+      const timer = setInterval(() => {
+        if (this.closed !== null || performance.now() - this.lastSentAt < every) return;
+        this.lastSentAt = performance.now();
+        this.port.postMessage({ t: 'alive' });
+      }, every);
+      this.heartbeat = timer;
+      (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno?.unrefTimer?.(timer as unknown as number);
+    }
   }
 
   /** Connect over the port the device host's attach() gave this actor; resolves once the host has welcomed it. */
@@ -102,6 +117,8 @@ export class RemoteGpu implements Gpu {
   private shutDown(reason: string): void {
     if (this.closed !== null) return;
     this.closed = reason;
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = null;
     const err = new ActorDisconnectedError(`actor "${this.actorId}": the device host closed the connection: ${reason}`);
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
@@ -139,6 +156,7 @@ export class RemoteGpu implements Gpu {
     this.blobs = [];
     this.extras = [];
     this.cost = 0;
+    this.lastSentAt = performance.now();
     this.port.postMessage(msg, transfer);
   }
 

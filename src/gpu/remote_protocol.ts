@@ -87,7 +87,11 @@ export interface CommandMessage {
 export interface ByeMessage {
   t: 'bye';
 }
-export type ClientMessage = CommandMessage | ByeMessage;
+/** Actor → host: "still here", sent every WelcomeMessage.heartbeatMs while the actor has nothing else to send. */
+export interface AliveMessage {
+  t: 'alive';
+}
+export type ClientMessage = CommandMessage | ByeMessage | AliveMessage;
 
 /** Host → actor: the first message on a new port. */
 export interface WelcomeMessage {
@@ -97,6 +101,8 @@ export interface WelcomeMessage {
   virtualGpuUuid: string;
   memoryBudgetBytes: number;
   caps: GpuCaps;
+  /** How often to say it is alive when idle (ms); the host detaches actors silent for much longer. */
+  heartbeatMs?: number;
 }
 export interface ReplyMessage {
   t: 'reply';
@@ -264,4 +270,5 @@ export interface WelcomeInfo {
   virtualGpuUuid: string;
   memoryBudgetBytes: number;
   caps: GpuCaps;
+  heartbeatMs?: number;
 }
