@@ -42,6 +42,23 @@ export interface ColocateOptions {
   workerUrls?: { training?: string | URL; engine?: string | URL; extension?: string };
   /** Progress lines (default: none). */
   log?: (line: string) => void;
+  /**
+   * Called as each step of the scenario finishes (after the cluster exists), with the cluster, the host and
+   * what is known so far: a progress view (the demo's placement and colocate panels) draws from it. Awaited.
+   */
+  onStage?: (stage: ColocateStage) => void | Promise<void>;
+}
+
+/** A finished step of the scenario (ColocateOptions.onStage). */
+export interface ColocateStage {
+  /** The step, as named in timingsMs: 'cluster', 'trainersLoaded', 'enginesLoaded', 'deviceIds', ... */
+  name: string;
+  /** How long it took. */
+  ms: number;
+  cluster: Cluster;
+  host: HostControl;
+  /** The result's fields known by now (device ids after 'deviceIds', generations.before after 'generateBefore', ...). */
+  partial: Partial<ColocateResult>;
 }
 
 export interface ColocateGeneration {
@@ -113,15 +130,25 @@ export async function runColocate(opts: ColocateOptions = {}): Promise<ColocateR
   const host: HostControl = opts.host ?? ownHost!;
   const trainers: PlacedTrainingActor[] = [];
   const engines: InferenceEngine[] = [];
+  let cluster: Cluster | null = null;
+  const partial: Partial<ColocateResult> = { model, packed, trainSteps };
+  const reached = async (name: string) => {
+    lap(name);
+    if (cluster && opts.onStage) {
+      await opts.onStage({ name, ms: timings[name], cluster, host, partial: { ...partial, timingsMs: { ...timings } } });
+      mark = performance.now(); // the observer's time is not the next step's
+    }
+  };
   try {
     lap('device');
     const parameterBytes = await parameterBytesOf(model);
     const theCluster = Cluster.create({ gpus: GPUS, gpuMemoryBytes: opts.gpuMemoryBytes ?? gpuMemoryFor(parameterBytes, packed), seed: 'colocate' });
     const thePg = theCluster.placementGroup(Array.from({ length: GPUS }, () => ({ GPU: 1, CPU: 0 })), { strategy: 'PACK' });
     await thePg.ready();
+    cluster = theCluster;
     const gpuMemoryBytes = theCluster.gpus[0].memoryBytes;
     log(`cluster: ${GPUS} virtual GPUs of ${(gpuMemoryBytes / 2 ** 20).toFixed(0)} MiB; placement group of ${GPUS} {GPU: 1} bundles`);
-    lap('cluster');
+    await reached('cluster');
 
     for (let i = 0; i < GPUS; i++) {
       trainers.push(await spawnTrainingActor({
@@ -130,7 +157,7 @@ export async function runColocate(opts: ColocateOptions = {}): Promise<ColocateR
       }));
     }
     await Promise.all(trainers.map((t) => t.api.createTrainer({ model, optimizer: { type: 'sgd', lr: 1e-3 }, maxBatchTokens: 64 })));
-    lap('trainersLoaded');
+    await reached('trainersLoaded');
 
     for (let e = 0; e < GPUS / tp; e++) {
       engines.push(await InferenceEngine.create({
@@ -140,7 +167,7 @@ export async function runColocate(opts: ColocateOptions = {}): Promise<ColocateR
         engineOptions: { maxNumSeqs: 8, maxNumBatchedTokens: 128 },
       }));
     }
-    lap('enginesLoaded');
+    await reached('enginesLoaded');
 
     const trainingActorDeviceIds = await Promise.all(trainers.map((t) => t.api.reportDeviceId()));
     const engineDeviceIds = await Promise.all(engines.map((e) => e.collectiveRpc<string>('reportDeviceId')));
@@ -154,8 +181,9 @@ export async function runColocate(opts: ColocateOptions = {}): Promise<ColocateR
         `training actors are not on their engines' GPUs: actors ${JSON.stringify(trainingActorDeviceIds)}, engines ${JSON.stringify(engineDeviceIds)}`,
       );
     }
+    Object.assign(partial, { trainingActorDeviceIds, engineDeviceIds, colocated });
     log(`colocated: training actors ${trainingActorDeviceIds.map((u) => u.slice(0, 12)).join(', ')}; engines ${engineDeviceIds.map((d) => `[${d.map((u) => u.slice(0, 12)).join(', ')}]`).join(' ')}`);
-    lap('deviceIds');
+    await reached('deviceIds');
 
     // Token prompts: a small test model's vocabulary does not hold the OPT tokenizer's ids, so they are folded
     // into it (id mod vocab); for OPT-sized vocabularies nothing changes.
@@ -167,7 +195,8 @@ export async function runColocate(opts: ColocateOptions = {}): Promise<ColocateR
       return outs.map((o) => o.map((c, i) => ({ prompt: prompts[i], text: c.text, tokenIds: c.tokenIds })));
     };
     const before = await generateAll();
-    lap('generateBefore');
+    partial.generations = { before, after: [] };
+    await reached('generateBefore');
 
     let trainLosses: number[][] | undefined;
     if (trainSteps > 0) {
@@ -177,10 +206,11 @@ export async function runColocate(opts: ColocateOptions = {}): Promise<ColocateR
         for (let s = 0; s < trainSteps; s++) losses.push((await t.api.step(batch)).loss);
         return losses;
       }));
-      lap('train');
+      partial.trainLosses = trainLosses;
+      await reached('train');
     } else {
       await Promise.all(trainers.map((t) => t.api.zeroWeights()));
-      lap('zeroWeights');
+      await reached('zeroWeights');
     }
 
     const s0 = performance.now();
@@ -188,13 +218,16 @@ export async function runColocate(opts: ColocateOptions = {}): Promise<ColocateR
     const synced = await Promise.all(engines.map((e) => e.collectiveRpc<{ tensors: number; bytes: number }>('updateWeightsFromIpcHandles', [handles])));
     const syncMs = performance.now() - s0;
     const syncBytes = synced.map((ranks) => ranks.reduce((s, r) => s + r.bytes, 0));
-    lap('sync');
+    Object.assign(partial, { syncMs: +syncMs.toFixed(2), syncBytes });
+    await reached('sync');
 
     const checks = await Promise.all(engines.map((e) => e.collectiveRpc<boolean>('checkWeightsChanged', trainSteps > 0 ? [handles] : [])));
     const weightsChanged = checks.every((ranks) => ranks.every(Boolean));
-    lap('checkWeightsChanged');
+    partial.weightsChanged = weightsChanged;
+    await reached('checkWeightsChanged');
     const after = await generateAll();
-    lap('generateAfter');
+    partial.generations = { before, after };
+    await reached('generateAfter');
     if (packed) await Promise.all(trainers.map((t) => t.api.releaseExports()));
     timings.total = Math.round(performance.now() - t0);
     return {
