@@ -482,8 +482,9 @@ export class DeviceHost implements HostControl {
     const deadline = performance.now() + this.quantumMs;
     let yielded = false;
     while (!this.allocating && !this.paused && this.windowOpen()) {
-      const entry = this.queue.dequeue();
-      if (!entry) return;
+      const head = this.queue.peek();
+      if (!head || this.holdFor(head)) return;
+      const entry = this.queue.dequeue()!;
       const c = entry.item.client;
       if (!this.clients.has(c.id)) continue;
       if (entry.item.msg === 'bye') {
@@ -502,6 +503,7 @@ export class DeviceHost implements HostControl {
         const next = this.queue.peek();
         if (!next || next.item.client !== c || next.item.msg === 'bye' || this.allocating || !this.clients.has(c.id)) break;
         if (this.contended() && this.inFlightMs + batch.predictedMs + next.costEstimate >= this.gpuWindowMs) break;
+        if (this.holdFor(next)) break;
         e = this.queue.dequeue();
       }
       this.submit(batch);
@@ -551,6 +553,25 @@ export class DeviceHost implements HostControl {
       this.queue.complete(e, measured * share);
     }
     if (this.queue.size > 0) this.scheduleDrain();
+  }
+
+  /**
+   * Hold `next` back for an actor that is ahead of it in the fair order but has nothing queued at this moment
+   * while its previous lists run on the GPU: it is about to send its next list (a backlogged actor's next list
+   * arrives a message after the host took its last one), and giving its turn away would cost it its share.
+   * Only while enough work is in flight to keep the GPU busy until the host looks again (half the window), and
+   * only as long as that actor has work in flight: an actor that went idle holds nothing back (no deadlock,
+   * e.g. for tensor-parallel ranks, since GPU work always finishes).
+   */
+  private holdFor(next: FairShareEntry<QueueItem>): boolean {
+    if (this.inFlightMs < this.gpuWindowMs / 2 || !Number.isFinite(this.gpuWindowMs)) return false;
+    const party = next.item.client.party;
+    for (const b of this.inFlight) {
+      const y = b.client;
+      if (y.party === party || !this.clients.has(y.id) || this.queue.pendingOf(String(y.id)) > 0) continue;
+      if (this.queue.nextStartOf(String(y.id)) < next.startTag) return true;
+    }
+    return false;
   }
 
   /** Whether two or more parties (an actor, or a whole tensor-parallel group) have work queued or in flight. */

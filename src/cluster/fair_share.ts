@@ -153,6 +153,16 @@ export class FairShareQueue<T> {
     return client ? client.queue.length - client.head : 0;
   }
 
+  /**
+   * The start tag `clientId`'s next item would get if enqueued now (V for a client never seen): where it stands
+   * in the order while it has nothing queued (the device host holds others back for a client that is about to
+   * send its next item).
+   */
+  nextStartOf(clientId: string): number {
+    const client = this.#clients.get(clientId);
+    return client ? Math.max(this.#virtualTime, client.lastFinish) : this.#virtualTime;
+  }
+
   /** Cost served to `clientId` so far (estimates, corrected by complete()). */
   servedOf(clientId: string): number {
     return this.#clients.get(clientId)?.served ?? 0;
