@@ -135,20 +135,50 @@ export interface KvSnapshot {
 
 export type ScenarioName = 'placement' | 'colocate' | 'rl-loop';
 
+/** One virtual GPU of a placement snapshot: its memory, the placement-group bundles and the actors on it. */
+export interface PlacementGpu {
+  /** "GPU 0": its index in the cluster. */
+  id: string;
+  /** Its device id (what reportDeviceId answers). */
+  uuid?: string;
+  memoryBytes: number;
+  /** Share of the GPU reserved by placement-group bundles (1 for a {GPU: 1} bundle). */
+  reservedFraction?: number;
+  actors: PlacementActor[];
+}
+
+export interface PlacementActor {
+  name: string;
+  /** 'trainer' or 'engine rank' (what the panels colour by). */
+  role: string;
+  /** Its share of the GPU (numGpus), e.g. 0.4. */
+  fraction: number;
+  /** Bytes it holds on the device host now (0 before its worker attached). */
+  usedBytes: number;
+  /** What the device host lets it allocate: floor(fraction x GPU memory). */
+  budgetBytes: number;
+  /** The bundle it was placed in (-1 outside placement groups). */
+  bundleIndex?: number;
+}
+
 /**
  * What a scenario reports, as it runs. Each panel draws the kinds it knows:
- *   placement: 'placement'; colocate: 'device-table', 'check', 'timing'; RL loop: 'metric'. 'log' goes anywhere.
+ *   placement (any scenario; the placement panel shows the latest): 'placement';
+ *   colocate: 'device-table', 'check', 'timing', 'generations'; RL loop: 'metric'. 'log' goes anywhere.
  */
 export type ScenarioEvent =
   | {
     kind: 'placement';
     /** Virtual GPUs and the actors placed on them, each with the fraction of the GPU it holds. */
-    gpus: { id: string; memoryBytes: number; actors: { name: string; role: string; fraction: number; usedBytes: number; budgetBytes: number }[] }[];
+    gpus: PlacementGpu[];
+    /** When in the scenario this was taken ("engines loaded"). */
+    stage?: string;
   }
   | { kind: 'device-table'; columns: string[]; rows: (string | number)[][] }
   | { kind: 'check'; name: string; ok: boolean; detail: string }
   | { kind: 'timing'; name: string; ms: number }
   | { kind: 'metric'; series: string; iteration: number; value: number }
+  | { kind: 'generations'; label: string; rows: { engine: string; prompt: string; text: string; tokenIds: number[] }[] }
   | { kind: 'log'; text: string };
 
 export interface ScenarioInfo {

@@ -3,12 +3,15 @@
  * (scenario.worker.ts) and reports what happens as ScenarioEvents (protocol.ts); the page's panels draw them:
  *
  *   placement  'placement' events: virtual GPUs, actors as fractions of them, memory used against each budget
- *   colocate   'device-table' (which actor runs on which device id), 'timing' (handle sync), 'check' (the
- *              weights-changed check and the scenario's other assertions)
- *   rl-loop    'metric' events, series 'reward' and 'loss', one point per iteration
+ *              (the colocate layout, placed and loaded, then taken down)
+ *   colocate   runColocate (src/actors/colocate.ts) on opt-tiny: 'placement' at each step, 'device-table' (which
+ *              actor runs on which device id), 'timing' (each step, the handle sync), 'generations', 'check'
+ *   rl-loop    runRlLoop (src/actors/rl_loop.ts) on opt-tiny: 'metric' events, series 'mean reward' and 'loss',
+ *              one point per iteration, and a 'check' that the mean reward rose
  *
- * They arrive with the colocation work (src/cluster, src/actors, src/train). To add one, set its loader here,
- * e.g.  colocate: () => import('./scenarios/colocate.ts'),  — the panel turns on by itself.
+ * The actors they start are nested workers of the scenario worker (worker/actor_workers.ts); the device host
+ * lives in the scenario worker, so no GPU work touches the page. A loader set to null (and scenario_info.ts's
+ * SCENARIO_AVAILABLE false) shows its panel as "coming" with its Run button off.
  */
 import type { ScenarioEvent, ScenarioName } from '../protocol.ts';
 
@@ -17,14 +20,10 @@ export interface ScenarioModule {
   run(params: Record<string, string | number | boolean>, emit: (e: ScenarioEvent) => void): Promise<boolean>;
 }
 
-export const SCENARIO_TITLES: Record<ScenarioName, string> = {
-  'placement': 'Placement',
-  'colocate': 'Colocate scenario',
-  'rl-loop': 'RL loop',
-};
+export { SCENARIO_TITLES } from '../scenario_info.ts';
 
 export const SCENARIOS: Record<ScenarioName, (() => Promise<ScenarioModule>) | null> = {
-  'placement': null,
-  'colocate': null,
-  'rl-loop': null,
+  'placement': () => import('./scenarios/placement.ts'),
+  'colocate': () => import('./scenarios/colocate.ts'),
+  'rl-loop': () => import('./scenarios/rl_loop.ts'),
 };

@@ -8,18 +8,15 @@ import { serializeSafetensors } from '../../src/model/weights/safetensors.ts';
 import type { ModelFileReader } from '../../src/model/weights/sources.ts';
 import { syntheticTensors } from '../../src/model/weights/synthetic.ts';
 import type { SyntheticPreset } from '../protocol.ts';
+import tinyConfig from '../models/opt-tiny/config.json';
 
 /**
  * The demo's small model: the architecture of the fixtures' opt-tiny set (vocabulary cut to OPT's first 512
  * tokens, which are common words and punctuation). Small enough for a CPU WebGPU (SwiftShader) to stream
- * quickly; its text is word salad, as synthetic weights must be.
+ * quickly; its text is word salad, as synthetic weights must be. The config is a file (models/opt-tiny/) because
+ * the colocation scenarios' workers load models by URL (worker/actor_workers.ts).
  */
-export const OPT_TINY_CONFIG_JSON: Record<string, unknown> = {
-  model_type: 'opt', activation_function: 'relu', vocab_size: 512, hidden_size: 64, num_hidden_layers: 2,
-  num_attention_heads: 4, ffn_dim: 256, max_position_embeddings: 128, do_layer_norm_before: true,
-  word_embed_proj_dim: 64, enable_bias: true, layer_norm_elementwise_affine: true, tie_word_embeddings: true,
-  bos_token_id: 2, eos_token_id: 2, pad_token_id: 1,
-};
+export const OPT_TINY_CONFIG_JSON: Record<string, unknown> = tinyConfig;
 
 export function presetConfig(preset: SyntheticPreset): Record<string, unknown> {
   return preset === 'opt-125m' ? structuredClone(OPT_125M_CONFIG_JSON) : structuredClone(OPT_TINY_CONFIG_JSON);

@@ -11,7 +11,8 @@ import { DeviceHost, type DeviceHostOptions } from '../../src/actors/device_host
 import type { GpuBuffer } from '../../src/gpu/gpu.ts';
 import { RemoteGpu } from '../../src/gpu/remote.ts';
 import { linear } from '../../src/kernels/linear.ts';
-import { assert } from './helpers.ts';
+import { LLMEngine } from '../../src/engine/llm_engine.ts';
+import { assert, assertEquals, FIXTURES, readReference } from './helpers.ts';
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 /** Command lists each actor keeps queued at the host beyond those it has running: always a backlog. */
@@ -213,4 +214,34 @@ Deno.test('fair share: a lone actor is not slowed (same throughput as with the w
   const ratio = median(rates.window) / median(rates.noWindow);
   console.log(`  lone actor: ${median(rates.window).toFixed(3)} dispatches/ms with the fair-share window, ${median(rates.noWindow).toFixed(3)} without (ratio ${ratio.toFixed(3)})`);
   assert(ratio >= 0.9, `a lone actor ran at ${(ratio * 100).toFixed(1)} % of its throughput without the window`);
+});
+
+Deno.test('fair share: a tensor-parallel engine (2 rank actors) generates what TP=1 does while a saturating actor contends (no deadlock at all-reduces)', opts, async () => {
+  const host = await DeviceHost.create();
+  try {
+    const { ref } = await readReference('opt-tiny');
+    const engineOpts = { numBlocks: 64, blockSize: 16, maxNumSeqs: 8, numLookaheadTokens: 7 };
+    const params = { maxTokens: 12, ignoreEos: true };
+    const want = await (await LLMEngine.create(host.gpu, `${FIXTURES}opt-tiny`, engineOpts)).generate(ref.prompts, params);
+    const busy = await Saturator.create(host, 'trainer', 0.6, LONG_LISTS);
+    busy.start();
+    const ranks = await Promise.all([0, 1].map((rank) => RemoteGpu.connect(host.attach({
+      actorId: `engine-rank-${rank}`, virtualGpuUuid: 'GPU-0', weight: 0.2, tensorParallel: { group: 'engine', rank, size: 2 },
+    }).port)));
+    const tp = await LLMEngine.create(ranks[0], `${FIXTURES}opt-tiny`, { ...engineOpts, tensorParallelGpus: ranks });
+    const before = busy.executedLists;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('tensor-parallel generate did not finish in 120 s under contention')), 120_000)));
+    const got = await Promise.race([tp.generate(ref.prompts, params), deadline]);
+    clearTimeout(timer);
+    for (let i = 0; i < ref.prompts.length; i++) assertEquals(got[i].tokenIds, want[i].tokenIds, `prompt ${i}`);
+    assert(busy.executedLists > before, 'the saturating actor kept running meanwhile');
+    const st = host.stats().clients;
+    console.log(`  under contention: ${st.map((c) => `${c.actorId} ${c.gpuTimeMs.toFixed(0)} ms`).join(', ')}`);
+    await busy.stop();
+    for (const r of ranks) r.destroy();
+    busy.gpu.destroy();
+  } finally {
+    host.destroy();
+  }
 });
