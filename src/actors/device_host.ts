@@ -14,7 +14,8 @@
  *   and each actor gets GPU time in proportion to its weight (see "GPU time sharing" below);
  * - liveness: every actor's RemoteGpu says it is alive every `heartbeatMs` when it has nothing else to send;
  *   an actor silent for `livenessTimeoutMs` is detached as if terminated (a worker killed without its spawner
- *   noticing: MessagePorts have no close event in Deno).
+ *   noticing: MessagePorts have no close event in Deno). Judged from its first message on (RemoteGpu says it
+ *   is alive as it connects): a worker still loading its modules is its spawner's to wait for.
  *
  * GPU time sharing. Command lists are executed in batches (a run of one actor's lists, consecutive in the fair
  * queue's order); each batch is a timed span on the LocalGpu (timestamp queries around its compute passes,
@@ -187,8 +188,8 @@ interface Client {
   completedLists: number;
   /** Measured GPU ms per command (moving average; 0 until measured). */
   msPerCommand: number;
-  /** performance.now() of its last message (liveness). */
-  lastHeard: number;
+  /** performance.now() of its last message (liveness); null until its first (a worker still starting). */
+  lastHeard: number | null;
 }
 
 /** A queued command list (or goodbye) and its command count. */
@@ -328,7 +329,7 @@ export class DeviceHost implements HostControl {
       port: channel.port1, bytesInUse: 0, entries: new Map(), kernels: new Map(), recordings: new Map(), error: null, servedCost: 0,
       target, tp: tp ? { group: tp.group, rank: tp.rank } : null,
       party: tp ? `tp:${tp.group}` : `actor:${this.nextClientId - 1}`, gpuTimeMs: 0, completedLists: 0, msPerCommand: 0,
-      lastHeard: performance.now(),
+      lastHeard: null,
     };
     if (tpEntry && tp) tpEntry.members[tp.rank] = c.id;
     this.clients.set(c.id, c);
@@ -458,6 +459,7 @@ export class DeviceHost implements HostControl {
     // This thread was stalled: messages that arrived meanwhile may not have been handled yet. Judge next time.
     if (late) return;
     for (const c of [...this.clients.values()]) {
+      if (c.lastHeard === null) continue; // not connected yet: the spawner waits for that
       const silent = now - c.lastHeard;
       if (silent > this.livenessTimeoutMs && this.clients.has(c.id)) {
         this.detach(c.id, `stopped responding: no message for ${(silent / 1000).toFixed(1)} s (livenessTimeoutMs ${this.livenessTimeoutMs}); its worker was probably terminated`);

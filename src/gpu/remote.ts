@@ -86,6 +86,7 @@ export class RemoteGpu implements Gpu {
         this.port.postMessage({ t: 'alive' });
       }, every);
       this.heartbeat = timer;
+      port.postMessage({ t: 'alive' }); // from now on the host judges this actor by its silence
       (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno?.unrefTimer?.(timer as unknown as number);
     }
   }
