@@ -237,14 +237,17 @@ test('without WebGPU the page explains what is missing and what to do', async ({
   await shot(page.locator('#webgpu'), testInfo, 'webgpu-unavailable');
 });
 
-test('the colocation panels are in place and say they are coming', async ({ page }, testInfo) => {
+test('the colocation panels are live, with labelled controls (demo-colocation.spec.ts runs them)', async ({ page }, testInfo) => {
   await open(page);
   for (const name of ['placement', 'colocate', 'rl-loop']) {
     const card = page.locator(`#scenario-${name}`);
     await expect(card).toBeVisible();
-    await expect(card).toHaveAttribute('data-available', 'false');
-    await expect(card).toContainText('coming with the colocation work');
-    await expect(card.getByRole('button')).toBeDisabled();
+    await expect(card).toHaveAttribute('data-available', 'true');
+    await expect(card).not.toContainText('coming with the colocation work');
+    await expect(card.getByRole('button')).toBeEnabled();
   }
+  await expect(page.locator('#scenario-colocate').getByLabel('Train steps')).toHaveValue('0');
+  await expect(page.locator('#scenario-colocate').getByLabel('Packed handles')).not.toBeChecked();
+  await expect(page.locator('#scenario-rl-loop').getByLabel('Iterations')).toHaveValue('12');
   await shot(page.locator('#colocation'), testInfo, 'colocation-panels');
 });
