@@ -13,3 +13,6 @@ node_modules/.bin/deno bundle --quiet -o .gpu/model_worker.js src/actors/model_w
 for f in training_worker engine_worker colocate_extension; do node_modules/.bin/deno bundle --quiet -o ".gpu/$f.js" "src/actors/$f.ts"; done
 node_modules/.bin/deno bundle --quiet -o .gpu/colocate_bench.js bench/colocate_bench.ts
 ls -la .gpu/*.js
+# GPU time shared by weight under contention (issue 5): in-process actors, one file.
+node_modules/.bin/deno bundle --quiet -o .gpu/fair_share_bench.js bench/fair_share_bench.ts
+ls -la .gpu/fair_share_bench.js

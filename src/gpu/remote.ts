@@ -161,6 +161,18 @@ export class RemoteGpu implements Gpu {
     this.port.postMessage(msg, transfer);
   }
 
+  /**
+   * Most commands (dispatches, replayed dispatches, copies, writes) one message carries: a longer burst (a
+   * whole training step) goes out in parts, so the device host's fair queue can run other actors' lists between
+   * them instead of making them wait for all of it (the host never splits a list). Order is kept: the host
+   * runs an actor's lists in order.
+   */
+  static maxListCommands = 256;
+
+  private splitLongList(): void {
+    if (this.cost >= RemoteGpu.maxListCommands) this.post();
+  }
+
   /** Append a request, send the list, and wait for the host's answer. */
   private request<T>(op: number, body: (req: number) => void): Promise<T> {
     try {
@@ -230,6 +242,7 @@ export class RemoteGpu implements Gpu {
       this.list.bytes(data);
     }
     this.cost += 1;
+    this.splitLongList();
   }
 
   read(b: GpuBuffer, byteOffset = 0, byteLength = b.size - byteOffset): Promise<ArrayBuffer> {
@@ -295,6 +308,7 @@ export class RemoteGpu implements Gpu {
         w.u32(NONE);
       }
     }
+    if (!this.capturing) this.splitLongList();
   }
 
   copy(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, size: number): void {
@@ -307,6 +321,7 @@ export class RemoteGpu implements Gpu {
     this.list.big(dstOffset);
     this.list.big(size);
     this.cost += 1;
+    this.splitLongList();
   }
 
   /**
@@ -329,6 +344,7 @@ export class RemoteGpu implements Gpu {
     w.u32(dtype === 'f16' ? 1 : 0);
     w.u32(NONE);
     w.u32(0);
+    if (!this.capturing) this.splitLongList();
   }
 
   capture(record: () => void): Recording {
@@ -358,6 +374,7 @@ export class RemoteGpu implements Gpu {
     this.list.u32(rec.id);
     this.cost += rec.dispatches;
     this.dispatchCount += rec.dispatches;
+    this.splitLongList();
   }
 
   releaseRecording(recording: Recording): void {
