@@ -5,8 +5,8 @@
  * Two workers:
  *   - the engine worker (worker/engine.worker.ts) owns one LLM: model loading, streaming, batches, the KV map;
  *   - the scenario worker (worker/scenario.worker.ts) runs the colocation scenarios (placement, colocate, RL
- *     loop). Those come with the colocation work (src/cluster, src/actors, src/train): a scenario is a module
- *     registered in worker/scenarios.ts that reports what it does as ScenarioEvents, which the page's panels draw.
+ *     loop; worker/scenarios.ts): it holds their device host, their actors are its nested workers, and each
+ *     reports what it does as ScenarioEvents, which the page's panels draw.
  */
 
 // ───────────────────────────── WebGPU ─────────────────────────────

@@ -2,8 +2,8 @@
  * An RL loop on Tandem, in Deno: an engine samples several completions per prompt, a plain JS reward function
  * scores them, the trainer takes an advantage-weighted policy-gradient step, and the new weights go back to the
  * engine by handle. Trainer and engine are Web Workers on the same virtual GPU. The loop lives in
- * src/actors/rl_loop.ts (the browser version, examples/rl_loop_browser.ts and the demo's RL loop panel, runs
- * the same code).
+ * src/actors/rl_loop.ts; the browser version is the demo's RL loop panel (demo/worker/scenarios/rl_loop.ts),
+ * the same loop in a Web Worker, drawing reward and loss as it goes.
  *
  *   deno run -A --unstable-webgpu examples/rl_loop.ts [--model DIR] [--iterations 12] [--json]
  */

@@ -244,7 +244,7 @@ class PlacementView {
 
 /** A small SVG line chart of one series against the iteration. */
 export function lineChart(label: string, points: { iteration: number; value: number }[]): HTMLElement {
-  const W = 320, H = 150, left = 38, right = 8, top = 20, bottom = 22;
+  const W = 320, H = 150, left = 46, right = 8, top = 20, bottom = 22;
   const xs = points.map((p) => p.iteration), ys = points.map((p) => p.value);
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
   let y0 = Math.min(...ys), y1 = Math.max(...ys);

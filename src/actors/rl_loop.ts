@@ -5,8 +5,8 @@
  * weights go back to the engine by handle. Trainer and engine are Web Workers on the same virtual GPU.
  *
  * The loop itself, shared by the Deno example (examples/rl_loop.ts) and the browser (the demo's RL loop panel,
- * examples/rl_loop_browser.ts): they differ only in where the worker modules come from and what they do with
- * each iteration (print it, or draw it).
+ * demo/worker/scenarios/rl_loop.ts): they differ only in where the worker modules come from and what they do
+ * with each iteration (print it, or draw it).
  *
  * The default reward asks for even token ids: easy to score, about half the tokens of an untrained model earn
  * it, and nothing in the model prefers it, so a rising mean reward is the loop learning.

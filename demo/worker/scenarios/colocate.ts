@@ -55,7 +55,7 @@ export async function runDemoColocate(
   }
 }
 
-const short = (uuid: string) => uuid.slice(0, 8);
+const short = (uuid: string) => uuid.slice(0, 12);
 const sameTokens = (a: ColocateGeneration[], b: ColocateGeneration[]) =>
   a.length === b.length && a.every((g, i) => g.tokenIds.length === b[i].tokenIds.length && g.tokenIds.every((t, j) => t === b[i].tokenIds[j]));
 
@@ -64,7 +64,8 @@ export const scenario: ScenarioModule = {
     const p = colocateParams(params);
     emit({ kind: 'log', text: `opt-tiny (synthetic, seed 1) · ${p.trainSteps ? `${p.trainSteps} SGD steps` : 'trainers zero their weights'} · ${p.packed ? 'packed handles' : 'one handle per tensor'}` });
     const { result: r, lastStats } = await runDemoColocate(p, emit, (stage) => {
-      emit({ kind: 'timing', name: STAGE_LABELS[stage.name] ?? stage.name, ms: stage.ms });
+      // The sync step is shown as 'handle sync' (runColocate's syncMs, measured around exactly the handover).
+      if (stage.name !== 'sync') emit({ kind: 'timing', name: STAGE_LABELS[stage.name] ?? stage.name, ms: stage.ms });
       const part = stage.partial;
       if (stage.name === 'deviceIds' && part.trainingActorDeviceIds && part.engineDeviceIds) {
         emit(deviceTable(part.trainingActorDeviceIds, part.engineDeviceIds));
@@ -92,13 +93,17 @@ export const scenario: ScenarioModule = {
     });
     const [b0, b1] = r.generations.before;
     checks.push({ name: 'engines agreed before the sync', ok: Boolean(b0 && b1 && sameTokens(b0, b1)), detail: 'both engines generated the same greedy tokens from the same weights' });
-    const changed = r.generations.before.every((before, e) => !sameTokens(before, r.generations.after[e]));
-    checks.push({
-      name: 'generation changed', ok: changed,
-      detail: r.trainSteps > 0
-        ? 'the greedy tokens after the sync differ from those before'
-        : 'all-zero weights give equal logits, so greedy decoding now picks token 0 every step',
-    });
+    const [a0, a1] = r.generations.after;
+    checks.push({ name: 'engines agree after the sync', ok: Boolean(a0 && a1 && sameTokens(a0, a1)), detail: 'both engines took the same weights by handle and generate the same greedy tokens' });
+    if (r.trainSteps === 0) {
+      // All-zero weights: every logit is equal, and greedy decoding takes the lowest id, 0, at every step.
+      const zeros = r.generations.after.every((gens) => gens.every((g) => g.tokenIds.every((t) => t === 0)));
+      checks.push({ name: 'generation changed', ok: zeros, detail: 'all-zero weights give equal logits, so greedy decoding now picks token 0 every step' });
+    } else {
+      // A few small SGD steps need not move a greedy argmax: reported, not checked.
+      const changed = r.generations.before.some((before, e) => !sameTokens(before, r.generations.after[e]));
+      emit({ kind: 'log', text: `after ${r.trainSteps} training steps the greedy tokens ${changed ? 'changed' : 'did not change'}` });
+    }
     const over = lastStats.clients.filter((c) => c.bytesInUse > c.memoryBudgetBytes);
     checks.push({
       name: 'within memory budgets', ok: over.length === 0,
