@@ -495,7 +495,10 @@ export class DeviceHost implements HostControl {
       }
       // A batch: this list and the ones the fair queue would serve right after it, while they are the same actor's.
       const batch: Batch = { client: c, entries: [], commands: 0, predictedMs: 0, startedAt: performance.now() };
-      this.gpu.beginTimedSpan();
+      // Timing a batch costs two submits and a timestamp readback: only worth it while another party could
+      // contend for the GPU (a lone actor is neither held back nor charged; its estimates stand).
+      const timed = this.partiesAttached() > 1;
+      if (timed) this.gpu.beginTimedSpan();
       for (let e: FairShareEntry<QueueItem> | undefined = entry; e; ) {
         this.run(batch, e);
         if (performance.now() > deadline) {
@@ -508,7 +511,7 @@ export class DeviceHost implements HostControl {
         if (this.holdFor(next)) break;
         e = this.queue.dequeue();
       }
-      this.submit(batch);
+      if (timed) this.submit(batch);
       if (yielded) break;
     }
     if (this.queue.size > 0 && (yielded || this.windowOpen())) this.scheduleDrain();
@@ -574,6 +577,16 @@ export class DeviceHost implements HostControl {
       if (this.queue.nextStartOf(String(y.id)) < next.startTag) return true;
     }
     return false;
+  }
+
+  /** How many parties (an actor, or a whole tensor-parallel group) are attached. */
+  private partiesAttached(): number {
+    const parties = new Set<string>();
+    for (const c of this.clients.values()) {
+      parties.add(c.party);
+      if (parties.size > 1) break;
+    }
+    return parties.size;
   }
 
   /** Whether two or more parties (an actor, or a whole tensor-parallel group) have work queued or in flight. */
