@@ -19,7 +19,7 @@ import { shardAxis } from '../model/tensor_parallel.ts';
 import { OptTokenizer } from '../model/tokenizer/index.ts';
 import type { IncrementalDetokenizer } from '../model/tokenizer/index.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
-import type { HostTensor } from '../model/weights/types.ts';
+import type { HostTensor, ProgressCallback } from '../model/weights/types.ts';
 import { KvCacheTooSmallError } from './errors.ts';
 import { engineSizes, LLMEngine, type SamplingParams, type TokenLogprobs } from './llm_engine.ts';
 import { ModelRunner } from './model_runner.ts';
@@ -55,6 +55,8 @@ export interface LLMOptions {
    * num_gpu_blocks_override): for tests and demos that want a small, known cache.
    */
   numGpuBlocksOverride?: number;
+  /** Download / read progress of the checkpoint's files (as OptModel.load's onProgress). */
+  onProgress?: ProgressCallback;
   /** Use this Gpu instead of creating one. */
   gpu?: Gpu;
   /** The model's name in the OpenAI API (default: the model spec). */
@@ -142,7 +144,7 @@ export class LLM {
     if (!(util > 0 && util <= 1)) throw new InvalidInputError(`gpuMemoryUtilization must be in (0, 1], got ${util}`);
     const given = opts.gpu ?? opts.tensorParallelGpus?.[0];
     const gpu = given ?? await LocalGpu.create();
-    const ckpt = await loadCheckpoint(opts.model);
+    const ckpt = await loadCheckpoint(opts.model, { onProgress: opts.onProgress });
     const config = parseOptConfig(ckpt.configJson);
     const { dtype, blockSize, maxModelLen, maxNumSeqs, maxNumBatchedTokens } = engineSizes(config, opts);
     const e = dtype === 'f16' ? 2 : 4;

@@ -258,7 +258,7 @@ Deno.test('asynchronous scheduling with tensorParallelSize 2: every rank records
   assertEquals([tp.kv.usage, ...tp.ranks.map((r) => r.runner.numStateSlotsInUse)], [0, 0, 0]);
 });
 
-Deno.test('LLM memory: everything it allocates (weights, activations, step buffers, KV cache) fits gpuMemoryUtilization x gpuMemoryBytes, within one block; numGpuBlocksOverride', async () => {
+Deno.test('LLM memory: everything it allocates (weights, activations, step buffers, KV cache) fits gpuMemoryUtilization x gpuMemoryBytes, within one block; numGpuBlocksOverride; onProgress', async () => {
   const { LLM } = await import('../../src/engine/llm.ts');
   const { LocalGpu } = await import('../../src/gpu/local.ts');
   for (const [set, tp] of [['opt-tiny', 1], ['opt-tiny', 2], ['opt-tiny-postln', 1]] as const) {
@@ -273,8 +273,12 @@ Deno.test('LLM memory: everything it allocates (weights, activations, step buffe
     gpu.destroy();
   }
   const gpu = await testGpu();
-  const small = await LLM.create({ model: `${FIXTURES}opt-tiny`, gpu, numGpuBlocksOverride: 9 });
+  const progress: Array<{ file: string; loadedBytes: number }> = [];
+  const small = await LLM.create({ model: `${FIXTURES}opt-tiny`, gpu, numGpuBlocksOverride: 9, onProgress: (p) => progress.push(p) });
   assertEquals(small.memory.numBlocks, 9);
+  const weights = progress.filter((p) => p.file.endsWith('.safetensors'));
+  assert(weights.length > 0, 'onProgress reports the weights file');
+  assertEquals(weights[weights.length - 1].loadedBytes, (await Deno.stat(`${FIXTURES}opt-tiny/model.safetensors`)).size);
   assertEquals(small.engine.kv.numBlocks, 9);
 });
 
