@@ -5,9 +5,11 @@ import type { Gpu, GpuBuffer } from '../../src/gpu/gpu.ts';
 import { gatherRows, gatherRowsReference } from '../../src/kernels/embedding.ts';
 import { layerNorm, layerNormReference } from '../../src/kernels/layernorm.ts';
 import { linear, linearReference, segmentedScratchBytes, SPLIT_TILED_MIN_ROWS } from '../../src/kernels/linear.ts';
-import { ATTENTION_PARTITION, attentionReference, attentionScratchBytes, buildQueryBlocks, pagedAttention, queryBlockSize, writeKvCache } from '../../src/kernels/paged_attention.ts';
+import { ATTENTION_PARTITION, attentionKernelChoice, attentionReference, attentionScratchBytes, buildQueryBlocks, pagedAttention, queryBlockSize, writeKvCache } from '../../src/kernels/paged_attention.ts';
 import { argmaxReference, packSamplingRows, sampleAndAdvance } from '../../src/kernels/sample.ts';
 import { assert, assertEquals, maxAbsDiff, randomFloats, testGpu } from './helpers.ts';
+
+const DECODE_MIN_TOKENS = attentionKernelChoice.decodeKernelMinTokens;
 
 async function upload(gpu: Gpu, data: Float32Array | Uint32Array, label = 'test'): Promise<GpuBuffer> {
   const b = await gpu.createBuffer(Math.max(4, data.byteLength), label);
@@ -159,8 +161,10 @@ Deno.test('paged attention: mixed batch over scattered blocks matches dense caus
       const batched = await readF32(gpu, out, stepTokens.length * H);
       const err = maxAbsDiff(batched, want);
       assert(err < 2e-5, `heads=${numHeads} dim=${headDim} bs=${blockSize}: ${err}`);
-      // Batch invariance: each token alone (a block of one, as a decode step runs it) gives the same bits.
-      for (const t of [0, 5, stepTokens.length - 1]) {
+      // Batch invariance: each token alone (a block of one, as a decode step runs it) gives the same bits, from the
+      // 16-query kernel and from the single-query decode kernel (forced here: it normally runs for 16+ tokens).
+      for (const [t, minTokens] of [0, 5, stepTokens.length - 1].flatMap((t) => [[t, 1], [t, 1e9]] as const)) {
+        attentionKernelChoice.decodeKernelMinTokens = minTokens;
         const single = await gpu.createBuffer(H * 4, 'single');
         const tok = stepTokens[t];
         pagedAttention(gpu, {
@@ -171,7 +175,8 @@ Deno.test('paged attention: mixed batch over scattered blocks matches dense caus
             maxContext, queryBlocks: await upload(gpu, Uint32Array.of(0, 1)), numQueryBlocks: 1,
           },
         });
-        assertEquals(await readF32(gpu, single, H), batched.slice(t * H, (t + 1) * H), `token ${t} alone vs in the batch`);
+        attentionKernelChoice.decodeKernelMinTokens = DECODE_MIN_TOKENS;
+        assertEquals(await readF32(gpu, single, H), batched.slice(t * H, (t + 1) * H), `token ${t} alone (decode kernel from ${minTokens} tokens) vs in the batch`);
       }
     }
     // Short contexts only: the direct (one-partition) path gives the same bits as split-K would.
