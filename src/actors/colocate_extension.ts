@@ -12,8 +12,8 @@
  */
 import { InvalidInputError } from '../errors.ts';
 import { parseSafetensors } from '../model/weights/safetensors.ts';
-import { copyFullIntoShard, shardAxis, shardTensor } from '../model/tensor_parallel.ts';
-import { closeTensors, type OpenedTensors, openTensors } from './handles.ts';
+import { shardTensor } from '../model/tensor_parallel.ts';
+import { closeTensors, copyIntoWeights, openTensors } from './handles.ts';
 import type { EngineRank } from './extensions.ts';
 import type { WeightHandles } from './training_actor.ts';
 
@@ -34,7 +34,7 @@ export class ColocateWorkerExtension {
     }
     const opened = await openTensors(this.gpu, exported);
     try {
-      const bytes = copyIntoRank(this, opened);
+      const bytes = copyIntoWeights(this.gpu, opened, this.weights);
       // Cached prefix blocks hold keys and values of the old weights.
       this.llm.engine.kv.resetPrefixCache();
       // As torch.cuda.synchronize() in the reference: the copies are done, and any error of theirs (a stale
@@ -88,29 +88,3 @@ export class ColocateWorkerExtension {
   }
 }
 
-/**
- * Copy every opened full tensor into this rank's weights: a plain device copy where the rank holds the whole
- * tensor in the same element type (replicated tensors: embeddings, LayerNorms, the row-parallel biases), the
- * shard-copy kernel (copyFullIntoShard) where it holds a shard or another type. The plain copy matters beyond
- * speed: a kernel binds its source whole, and OPT-125m's 154 MB embedding exceeds a 128 MiB binding limit
- * (lavapipe's maxStorageBindingSize), which a buffer copy does not have.
- */
-function copyIntoRank(rank: EngineRank, opened: OpenedTensors): number {
-  const weights = rank.weights;
-  let bytes = 0;
-  for (const [name, loc] of weights.locations) {
-    const t = opened.tensors.get(name);
-    if (!t) throw new InvalidInputError(`rank ${rank.rank}: the exported tensors have no ${name}`);
-    const srcDtype = t.dtype === 'f16' ? 'f16' : 'f32';
-    const whole = weights.tp.size === 1 || shardAxis(name) === 'replicated';
-    if (whole && srcDtype === weights.dtype) {
-      if (t.size !== loc.byteLength) throw new InvalidInputError(`${name}: the exported tensor has ${t.size} bytes, rank ${rank.rank}'s ${loc.byteLength}`);
-      rank.gpu.copy(t.buffer, t.offset, loc.buffer, loc.byteOffset, loc.byteLength);
-      bytes += loc.byteLength;
-    } else {
-      bytes += copyFullIntoShard(rank.gpu, t, srcDtype, weights, name);
-    }
-  }
-  rank.gpu.flush();
-  return bytes;
-}

@@ -151,18 +151,12 @@ export function weightTensors(weights: OptGpuWeights): Record<string, TensorRef>
  */
 export function copyIntoWeights(gpu: Gpu, opened: OpenedTensors, weights: OptGpuWeights): number {
   let bytes = 0;
-  for (const [name, loc] of weights.locations) {
+  for (const name of weights.locations.keys()) {
     const t = opened.tensors.get(name);
     if (!t) throw new InvalidInputError(`the exported tensors have no ${name}`);
-    const srcDtype = t.dtype === 'f16' ? 'f16' : 'f32';
-    if (weights.tp.size > 1 || srcDtype !== weights.dtype) {
-      // A tensor-parallel rank takes its shard of the full tensor; another element type is converted: a kernel.
-      bytes += copyFullIntoShard(gpu, t, srcDtype, weights, name);
-      continue;
-    }
-    if (t.size !== loc.byteLength) throw new InvalidInputError(`${name}: the exported tensor has ${t.size} bytes, the model's ${loc.byteLength}`);
-    gpu.copy(t.buffer, t.offset, loc.buffer, loc.byteOffset, loc.byteLength);
-    bytes += loc.byteLength;
+    // A plain device copy where the model holds the whole tensor in the same element type; a kernel for a
+    // tensor-parallel shard or another element type (copyFullIntoShard chooses).
+    bytes += copyFullIntoShard(gpu, t, t.dtype === 'f16' ? 'f16' : 'f32', weights, name);
   }
   gpu.flush();
   return bytes;

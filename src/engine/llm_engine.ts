@@ -235,7 +235,7 @@ export class LLMEngine {
       throw new InvalidInputError('tensorParallelGpus must support allReduce (ranks of one tensor-parallel group)');
     }
     checkTensorParallel(config, { rank: 0, size });
-    const group = !given && size > 1 ? await TensorParallelGroup.create(gpu, size) : null;
+    const group = !given && size > 1 ? new TensorParallelGroup(gpu, size) : null;
     const ranks: Rank[] = [];
     for (let r = 0; r < size; r++) {
       const rankGpu = given ? given[r] : group ? group.ranks[r] : gpu;
@@ -349,24 +349,6 @@ export class LLMEngine {
    * cache on the GPU; level 2 drops the weights too (wake up, then load new ones with updateWeights). The prefix
    * cache is reset (its blocks are gone). Returns the GPU bytes freed.
    */
-  /**
-   * Free every GPU buffer the engine holds (weights, KV cache, activations, step buffers) once the work in flight
-   * is done; unfinished requests are aborted. The Gpu itself stays (its owner destroys it). Idempotent.
-   */
-  async release(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
-    for (const id of this.scheduler.unfinishedRequestIds()) this.finishRequest(id, 'abort');
-    await this.drain();
-    if (!this.asleep || this.asleep.kvAwake) for (const rank of this.ranks) rank.runner.release();
-    if (!this.asleep || this.asleep.weightsAwake) {
-      for (const rank of this.ranks) for (const b of new Set([...rank.weights.locations.values()].map((l) => l.buffer))) rank.gpu.destroyBuffer(b);
-    }
-    await Promise.all(this.ranks.map((r) => r.gpu.sync()));
-  }
-
-  private released = false;
-
   async sleep(level: 1 | 2 = 1): Promise<number> {
     if (level !== 1 && level !== 2) throw new InvalidInputError(`sleep level must be 1 or 2, got ${level}`);
     if (this.asleep) throw new InvalidInputError(`the engine is already asleep (level ${this.asleep.level})`);
@@ -387,15 +369,34 @@ export class LLMEngine {
         host.set(name, { dtype: storage, shape: loc.shape, bytes: unshardTensor(name, shards, loc.shape, storage === 'F16' ? 2 : 4) });
       }
     }
-    for (const rank of this.ranks) {
-      rank.runner.release();
-      for (const b of new Set([...rank.weights.locations.values()].map((l) => l.buffer))) rank.gpu.destroyBuffer(b);
-    }
-    await Promise.all(this.ranks.map((r) => r.gpu.sync()));
+    await this.freeGpuState({ runners: true, weights: true });
     this.kv.resetPrefixCache();
     this.asleep = { level, weights: host, weightsAwake: false, kvAwake: false };
     return before - this.gpu.stats().bytesAllocated;
   }
+
+  /**
+   * Free every GPU buffer the engine holds (weights, KV cache, activations, step buffers) once the work in flight
+   * is done; unfinished requests are aborted. The Gpu itself stays (its owner destroys it). Idempotent.
+   */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    for (const id of this.scheduler.unfinishedRequestIds()) this.finishRequest(id, 'abort');
+    await this.drain();
+    await this.freeGpuState({ runners: !this.asleep || this.asleep.kvAwake, weights: !this.asleep || this.asleep.weightsAwake });
+  }
+
+  /** Release every rank's runner (KV cache, activations) and/or weight buffers, and wait until the GPU has. */
+  private async freeGpuState(what: { runners: boolean; weights: boolean }): Promise<void> {
+    for (const rank of this.ranks) {
+      if (what.runners) rank.runner.release();
+      if (what.weights) for (const b of new Set([...rank.weights.locations.values()].map((l) => l.buffer))) rank.gpu.destroyBuffer(b);
+    }
+    await Promise.all(this.ranks.map((r) => r.gpu.sync()));
+  }
+
+  private released = false;
 
   /**
    * Wake from sleep: 'weights' (re-uploaded from the host copy after level 1; zeros after level 2, to be

@@ -30,10 +30,6 @@ export class TensorParallelGroup {
     this.ranks = this.views;
   }
 
-  static create(base: Gpu, size: number): Promise<TensorParallelGroup> {
-    return Promise.resolve(new TensorParallelGroup(base, size));
-  }
-
   /** Mark the group unusable (e.g. the device host lost one of its rank actors): collectives throw `error`. */
   fail(error: Error): void {
     this.broken ??= error;
@@ -66,8 +62,6 @@ export class TensorParallelGroup {
     this.base.dispatch(k, buffers, packParams([elements]), grid1d(Math.ceil(elements / 256)));
   }
 
-  /** Nothing of its own to free (kept for symmetry with the ranks' owners). */
-  release(): void {}
 }
 
 type Op = { kind: 'op'; run: () => void } | { kind: 'reduce'; buffer: GpuBuffer; elements: number; dtype: 'f32' | 'f16' };

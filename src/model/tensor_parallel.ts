@@ -121,8 +121,8 @@ export function copyFullIntoShard(
   if (!loc) throw new WeightMismatchError(`the model has no tensor ${name}`);
   const numel = loc.shape.reduce((a, b) => a * b, 1);
   const srcBytes = numel * (srcDtype === 'f16' ? 2 : 4);
-  if (src.size !== undefined && src.size < srcBytes) {
-    throw new WeightMismatchError(`${name}: the source holds ${src.size} bytes, the full tensor [${loc.shape}] needs ${srcBytes}`);
+  if (src.size !== undefined && src.size !== srcBytes) {
+    throw new WeightMismatchError(`${name}: the source holds ${src.size} bytes, the full tensor [${loc.shape}] has ${srcBytes}`);
   }
   const dstElem = weights.dtype === 'f16' ? 2 : 4;
   const tp = weights.tp;

@@ -17,7 +17,7 @@ export class TensorParallelOptModel {
   static async load(base: Gpu, source: ModelSpec | Checkpoint, opts: OptModelOptions & { size: number }): Promise<TensorParallelOptModel> {
     const ckpt = isCheckpoint(source) ? source : await loadCheckpoint(source, { onProgress: opts.onProgress });
     checkTensorParallel(parseOptConfig(ckpt.configJson), { rank: 0, size: opts.size });
-    const group = await TensorParallelGroup.create(base, opts.size);
+    const group = new TensorParallelGroup(base, opts.size);
     const ranks: OptModel[] = [];
     for (let r = 0; r < opts.size; r++) {
       ranks.push(await OptModel.load(group.ranks[r], ckpt, { ...opts, tensorParallel: { rank: r, size: opts.size } }));
@@ -48,7 +48,6 @@ export class TensorParallelOptModel {
 
   release(): void {
     for (const m of this.ranks) m.release();
-    this.group.release();
   }
 }
 
