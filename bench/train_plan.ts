@@ -35,7 +35,10 @@ class CountingGpu implements Gpu {
     this.peak = Math.max(this.peak, this.bytes);
     return Promise.resolve({ id: this.next++, size, label });
   }
-  destroyBuffer(b: GpuBuffer): void { this.bytes -= Math.ceil(b.size / 16) * 16; }
+  subBuffer(parent: GpuBuffer, byteOffset: number, byteLength: number, label: string): Promise<GpuBuffer> {
+    return Promise.resolve({ id: this.next++, size: byteLength, label, parent, parentOffset: byteOffset });
+  }
+  destroyBuffer(b: GpuBuffer): void { if (!b.parent) this.bytes -= Math.ceil(b.size / 16) * 16; }
   write(): void {}
   read(): Promise<ArrayBuffer> { return Promise.resolve(new ArrayBuffer(4)); }
   kernel(src: KernelSource): Kernel {

@@ -157,6 +157,8 @@ interface ViewEntry {
   offset: number;
   size: number;
   refs: number;
+  /** A sub-buffer the owner cut from its own buffer (Gpu.subBuffer), not an opened handle: it may export it. */
+  sub: boolean;
 }
 type Entry = OwnEntry | ViewEntry;
 
@@ -387,7 +389,7 @@ export class DeviceHost implements HostControl {
     let exported = 0, views = 0;
     for (const e of this.registry.values()) {
       if (e.exported) exported++;
-      views += e.views.size;
+      for (const v of e.views) if (!v.sub) views++;
     }
     const g = this.gpu.stats();
     return {
@@ -395,7 +397,7 @@ export class DeviceHost implements HostControl {
         clientId: c.id, actorId: c.actorId, virtualGpuUuid: c.virtualGpuUuid, weight: c.weight,
         memoryBudgetBytes: c.budget, bytesInUse: c.bytesInUse,
         buffers: [...c.entries.values()].filter((e) => e.kind === 'own').length,
-        openViews: [...c.entries.values()].filter((e) => e.kind === 'view').length,
+        openViews: [...c.entries.values()].filter((e) => e.kind === 'view' && !e.sub).length,
         servedCost: c.servedCost, gpuTimeMs: c.gpuTimeMs, completedLists: c.completedLists, msPerCommand: c.msPerCommand,
       })),
       buffers: this.registry.size, exportedBuffers: exported, openViews: views, kernels: g.kernels, bindGroups: g.bindGroups,
@@ -755,6 +757,11 @@ export class DeviceHost implements HostControl {
         if (!this.failRequest(c, req, live)) this.request(c, req, () => undefined);
         return;
       }
+      case Op.SubBuffer: {
+        const req = r.u32(), parent = r.u32(), off = r.big(), len = r.big(), label = String(msg.extras![r.u32()]);
+        if (!this.failRequest(c, req, live)) this.request(c, req, () => this.subBuffer(c, parent, off, len, label));
+        return;
+      }
       default:
         throw new GpuValidationError(`actor "${c.actorId}" sent an unknown command ${op}: the command list is corrupt`);
     }
@@ -897,7 +904,33 @@ export class DeviceHost implements HostControl {
     }
   }
 
+  /** A range of the actor's own buffer (or of its own sub-buffer) as a view entry it owns: no allocation. */
+  private subBuffer(c: Client, parentId: number, off: number, len: number, label: string): OpenedView {
+    const p = c.entries.get(parentId);
+    if (!p || (p.kind === 'view' && !p.sub)) {
+      throw new InvalidInputError(`actor "${c.actorId}" can only cut sub-buffers from buffers it owns; buffer ${parentId} is ${p ? 'an opened handle' : 'not one of them'}`);
+    }
+    const target = p.kind === 'own' ? p : p.target;
+    const base = p.kind === 'own' ? 0 : p.offset;
+    const parentSize = p.kind === 'own' ? p.buf.size : p.size;
+    if (off + len > parentSize) throw new InvalidInputError(`sub-buffer "${label}" [${off}, ${off + len}) overflows buffer ${parentId} (${parentSize} bytes)`);
+    if (p.kind === 'view') this.checkView(p);
+    const v: ViewEntry = { kind: 'view', id: this.nextViewId++, target, client: c, offset: base + off, size: len, refs: 1, sub: true };
+    target.views.add(v);
+    c.entries.set(v.id, v);
+    return { id: v.id, size: len, label };
+  }
+
   private exportRange(c: Client, it: ExportRequest): BufferHandle {
+    const sub = c.entries.get(it.bufferId);
+    if (sub?.kind === 'view' && sub.sub) {
+      // A sub-buffer exports as the range of its root buffer.
+      this.checkView(sub);
+      if (!(it.byteOffset >= 0 && it.byteLength >= 0 && it.byteOffset + it.byteLength <= sub.size)) {
+        throw new InvalidInputError(`export of [${it.byteOffset}, ${it.byteOffset + it.byteLength}) overflows sub-buffer ${sub.id} (${sub.size} bytes)`);
+      }
+      return this.exportRange(c, { ...it, bufferId: sub.target.id, byteOffset: sub.offset + it.byteOffset });
+    }
     const e = c.entries.get(it.bufferId);
     if (!e || e.kind !== 'own') {
       throw new InvalidInputError(`actor "${c.actorId}" can only export buffers it owns; buffer ${it.bufferId} is ${e ? 'an opened handle' : 'not one of them'}`);
@@ -946,12 +979,12 @@ export class DeviceHost implements HostControl {
       );
     }
     for (const v of e.views) {
-      if (v.client === c && v.offset === h.byteOffset && v.size === h.byteLength) {
+      if (v.client === c && !v.sub && v.offset === h.byteOffset && v.size === h.byteLength) {
         v.refs++;
         return { id: v.id, size: v.size, label: `handle:${h.owner}/${e.buf.label}` };
       }
     }
-    const v: ViewEntry = { kind: 'view', id: this.nextViewId++, target: e, client: c, offset: h.byteOffset, size: h.byteLength, refs: 1 };
+    const v: ViewEntry = { kind: 'view', id: this.nextViewId++, target: e, client: c, offset: h.byteOffset, size: h.byteLength, refs: 1, sub: false };
     e.views.add(v);
     c.entries.set(v.id, v);
     return { id: v.id, size: v.size, label: `handle:${h.owner}/${e.buf.label}` };

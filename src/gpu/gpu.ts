@@ -11,6 +11,9 @@ export interface GpuBuffer {
   readonly id: number;
   readonly size: number;
   readonly label: string;
+  /** Sub-buffers (Gpu.subBuffer) only: the buffer this range was cut from, and where in it the range starts. */
+  readonly parent?: GpuBuffer;
+  readonly parentOffset?: number;
 }
 
 /** A byte range of a buffer bound to a shader. Offsets must be multiples of caps.minStorageOffsetAlignment. */
@@ -54,6 +57,15 @@ export interface Gpu {
   readonly caps: GpuCaps;
   /** Allocate a zero-initialised storage buffer. Rejects with GPUOutOfMemoryError when the device cannot. */
   createBuffer(size: number, label: string): Promise<GpuBuffer>;
+  /**
+   * A byte range of `parent` as a buffer of its own, allocating nothing: how a model keeps every weight in one
+   * arena (one copy moves them all) while its kernels still bind each tensor as a buffer. Bindings, writes,
+   * reads and copies on it address the parent's bytes from `byteOffset` (a multiple of
+   * caps.minStorageOffsetAlignment). Destroying it frees nothing; destroying the parent ends it too.
+   * WebGPU tracks usage per buffer, not per range: one dispatch may not bind ranges of the same parent both
+   * read-only and read-write.
+   */
+  subBuffer(parent: GpuBuffer, byteOffset: number, byteLength: number, label: string): Promise<GpuBuffer>;
   destroyBuffer(buffer: GpuBuffer): void;
   /** Write host data. Ordered after every dispatch recorded before it and before every one recorded after. */
   write(buffer: GpuBuffer, data: ArrayBufferView, byteOffset?: number): void;
@@ -92,6 +104,26 @@ export interface Gpu {
   sync(): Promise<void>;
   stats(): GpuStats;
   destroy(): void;
+}
+
+/** Validate a sub-buffer's range (every Gpu implementation applies the same rules). */
+export function checkSubRange(parent: GpuBuffer, byteOffset: number, byteLength: number, label: string, alignment: number): void {
+  if (!Number.isInteger(byteOffset) || !Number.isInteger(byteLength) || byteOffset < 0 || byteLength <= 0 || byteOffset + byteLength > parent.size) {
+    throw new RangeError(`sub-buffer "${label}": [${byteOffset}, ${byteOffset + byteLength}) is not a non-empty range of "${parent.label}" (${parent.size} bytes)`);
+  }
+  if (byteOffset % alignment !== 0) {
+    throw new RangeError(`sub-buffer "${label}": offset ${byteOffset} is not a multiple of the storage-binding alignment ${alignment}`);
+  }
+}
+
+/** The buffer that owns `b`'s memory and where `b` starts in it (follows sub-buffers up to their root). */
+export function rootOf(b: GpuBuffer): { root: GpuBuffer; offset: number } {
+  let offset = 0;
+  while (b.parent) {
+    offset += b.parentOffset ?? 0;
+    b = b.parent;
+  }
+  return { root: b, offset };
 }
 
 /** Pack shader params: integers as u32, floats (given as {f: x}) as f32 bit patterns. */

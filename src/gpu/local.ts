@@ -1,9 +1,15 @@
 import { GpuDeviceLostError, GpuOutOfMemoryError, GpuValidationError, type TandemError } from '../errors.ts';
 import { acquireDevice, type AcquireOptions, type GpuCaps } from './device.ts';
-import type { BufferBinding, Gpu, GpuBuffer, GpuStats, Kernel, KernelSource, Recording } from './gpu.ts';
+import { checkSubRange, type BufferBinding, type Gpu, type GpuBuffer, type GpuStats, type Kernel, type KernelSource, type Recording } from './gpu.ts';
 
 interface LocalBuffer extends GpuBuffer {
   gpuBuffer: GPUBuffer;
+  /** Where this buffer's bytes start in gpuBuffer: 0, or a sub-buffer's offset in its parent. */
+  base: number;
+  /** Sub-buffers only: the buffer they were cut from. */
+  root: LocalBuffer | null;
+  /** Own buffers only: ids of the sub-buffers cut from it (they end with it). */
+  children: Set<number> | null;
 }
 interface CapturedDispatch {
   label: string;
@@ -108,7 +114,7 @@ export class LocalGpu implements Gpu {
     const oom = await this.device.popErrorScope();
     if (oom) throw new GpuOutOfMemoryError(`GPU out of memory allocating "${label}" (${size} bytes): ${oom.message}`);
     if (validation) throw new GpuValidationError(`creating buffer "${label}" (${size} bytes): ${validation.message}`);
-    const buf: LocalBuffer = { id: this.nextId++, size, label, gpuBuffer };
+    const buf: LocalBuffer = { id: this.nextId++, size, label, gpuBuffer, base: 0, root: null, children: new Set() };
     this.buffers.set(buf.id, buf);
     this.bytes += alignedSize;
     this.peakBytes = Math.max(this.peakBytes, this.bytes);
@@ -121,16 +127,46 @@ export class LocalGpu implements Gpu {
     return lb;
   }
 
+  async subBuffer(parent: GpuBuffer, byteOffset: number, byteLength: number, label: string): Promise<GpuBuffer> {
+    this.check();
+    const p = this.local(parent);
+    checkSubRange(parent, byteOffset, byteLength, label, this.caps.minStorageOffsetAlignment);
+    const root = p.root ?? p;
+    const buf: LocalBuffer = {
+      id: this.nextId++, size: byteLength, label, gpuBuffer: p.gpuBuffer, base: p.base + byteOffset, root, children: null,
+      parent, parentOffset: byteOffset,
+    };
+    this.buffers.set(buf.id, buf);
+    root.children!.add(buf.id);
+    return buf;
+  }
+
   destroyBuffer(b: GpuBuffer): void {
     const lb = this.buffers.get(b.id);
     if (!lb) return;
+    if (lb.root) {
+      // A sub-buffer owns no memory: forget it (and what was cached for it).
+      this.buffers.delete(b.id);
+      lb.root.children!.delete(b.id);
+      this.forgetBindings(b.id);
+      return;
+    }
+    for (const id of lb.children!) {
+      this.buffers.delete(id);
+      this.forgetBindings(id);
+    }
     // Work already recorded may still use it: submit first, WebGPU defers the free until that work is done.
     this.flush();
     this.buffers.delete(b.id);
     this.bytes -= lb.gpuBuffer.size;
-    for (const key of [...this.bindGroups.keys()]) if (key.includes(`|${b.id}@`)) this.bindGroups.delete(key);
-    for (const rec of this.recordings.values()) if (rec.bufferIds.has(b.id)) rec.valid = false;
+    this.forgetBindings(b.id);
     lb.gpuBuffer.destroy();
+  }
+
+  /** Drop cached bind groups that bind buffer `id`, and invalidate recordings that use it. */
+  private forgetBindings(id: number): void {
+    for (const key of [...this.bindGroups.keys()]) if (key.includes(`|${id}@`)) this.bindGroups.delete(key);
+    for (const rec of this.recordings.values()) if (rec.bufferIds.has(id)) rec.valid = false;
   }
 
   write(b: GpuBuffer, data: ArrayBufferView, byteOffset = 0): void {
@@ -143,7 +179,7 @@ export class LocalGpu implements Gpu {
     // queue.writeBuffer runs before any command buffer submitted later, so submit what is recorded first.
     if (this.pendingCommands > 0) this.flush();
     const padded = data.byteLength % 4 === 0 ? data : padTo4(data);
-    this.device.queue.writeBuffer(lb.gpuBuffer, byteOffset, padded.buffer, padded.byteOffset, padded.byteLength);
+    this.device.queue.writeBuffer(lb.gpuBuffer, lb.base + byteOffset, padded.buffer, padded.byteOffset, padded.byteLength);
   }
 
   kernel(src: KernelSource): Kernel {
@@ -280,8 +316,10 @@ export class LocalGpu implements Gpu {
     for (const b of bindings) {
       const bb: BufferBinding = 'buffer' in b ? b : { buffer: b };
       const lb = this.local(bb.buffer);
-      const offset = bb.offset ?? 0;
-      const size = bb.size ?? lb.gpuBuffer.size - offset;
+      const offset = lb.base + (bb.offset ?? 0);
+      // By default the rest of the buffer; for a sub-buffer the rest of its range (rounded up to 16 bytes as an
+      // own buffer's allocation is, within the parent).
+      const size = bb.size ?? (lb.root ? Math.min(Math.ceil(lb.size / 16) * 16 + lb.base, lb.gpuBuffer.size) : lb.gpuBuffer.size) - offset;
       resolved.push({ lb, offset, size });
       key += `|${lb.id}@${offset}+${size}`;
     }
@@ -347,10 +385,13 @@ export class LocalGpu implements Gpu {
     this.noCapture('copy');
     if (size === 0) return;
     const s = this.local(src), d = this.local(dst);
+    // WebGPU checks the whole buffer; a sub-buffer's neighbours are only protected here.
+    if (s.root && srcOffset + size > s.size) throw new GpuValidationError(`copy of ${size} bytes at ${srcOffset} overflows "${s.label}" (${s.size} bytes)`);
+    if (d.root && dstOffset + size > d.size) throw new GpuValidationError(`copy of ${size} bytes at ${dstOffset} overflows "${d.label}" (${d.size} bytes)`);
     this.ensurePass();
     this.pass!.end();
     this.pass = null;
-    this.encoder!.copyBufferToBuffer(s.gpuBuffer, srcOffset, d.gpuBuffer, dstOffset, size);
+    this.encoder!.copyBufferToBuffer(s.gpuBuffer, s.base + srcOffset, d.gpuBuffer, d.base + dstOffset, size);
     this.pendingCommands++;
   }
 
@@ -377,7 +418,7 @@ export class LocalGpu implements Gpu {
     this.ensurePass();
     this.pass!.end();
     this.pass = null;
-    this.encoder!.copyBufferToBuffer(lb.gpuBuffer, alignedOffset, staging, 0, alignedLength);
+    this.encoder!.copyBufferToBuffer(lb.gpuBuffer, lb.base + alignedOffset, staging, 0, alignedLength);
     this.flush();
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, alignedLength);
@@ -473,7 +514,7 @@ export class LocalGpu implements Gpu {
     return {
       bytesAllocated: this.bytes,
       peakBytesAllocated: this.peakBytes,
-      buffers: this.buffers.size,
+      buffers: [...this.buffers.values()].filter((b) => !b.root).length,
       kernels: this.kernels.size,
       bindGroups: this.bindGroups.size,
       uniformBuffers: this.uniforms.size,
@@ -484,7 +525,7 @@ export class LocalGpu implements Gpu {
 
   destroy(): void {
     this.flush();
-    for (const b of this.buffers.values()) b.gpuBuffer.destroy();
+    for (const b of this.buffers.values()) if (!b.root) b.gpuBuffer.destroy();
     this.buffers.clear();
     this.device.destroy();
   }

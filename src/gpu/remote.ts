@@ -26,7 +26,7 @@ import {
   WordWriter,
 } from './remote_protocol.ts';
 import type { GpuCaps } from './device.ts';
-import type { BufferBinding, Gpu, GpuBuffer, GpuStats, Kernel, KernelSource, Recording } from './gpu.ts';
+import { checkSubRange, type BufferBinding, type Gpu, type GpuBuffer, type GpuStats, type Kernel, type KernelSource, type Recording } from './gpu.ts';
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -215,9 +215,20 @@ export class RemoteGpu implements Gpu {
     return buf;
   }
 
+  async subBuffer(parent: GpuBuffer, byteOffset: number, byteLength: number, label: string): Promise<GpuBuffer> {
+    checkSubRange(parent, byteOffset, byteLength, label, this.caps.minStorageOffsetAlignment);
+    const v = await this.request<OpenedView>(Op.SubBuffer, () => {
+      this.list.u32(parent.id);
+      this.list.big(byteOffset);
+      this.list.big(byteLength);
+      this.list.u32(this.extra(label));
+    });
+    return { id: v.id, size: byteLength, label, parent, parentOffset: byteOffset };
+  }
+
   destroyBuffer(b: GpuBuffer): void {
     if (this.closed !== null) return;
-    if (this.buffers.delete(b.id)) this.bytes -= Math.max(16, Math.ceil(b.size / 16) * 16);
+    if (!b.parent && this.buffers.delete(b.id)) this.bytes -= Math.max(16, Math.ceil(b.size / 16) * 16);
     this.opStart(Op.Destroy);
     this.list.u32(b.id);
   }

@@ -59,6 +59,8 @@ export const Op = {
   Open: 13,
   /** requestId: answered as soon as the host has run everything before it (not waiting for the GPU) */
   Ping: 14,
+  /** requestId, parentId, byteOffset(2), byteLength(2), extra index (label): answered with an OpenedView */
+  SubBuffer: 15,
 } as const;
 
 /** "No value" for an optional binding size. */

@@ -111,6 +111,9 @@ class RankGpu implements Gpu {
   createBuffer(size: number, label: string): Promise<GpuBuffer> {
     return this.base.createBuffer(size, `tp${this.rank}.${label}`);
   }
+  subBuffer(parent: GpuBuffer, byteOffset: number, byteLength: number, label: string): Promise<GpuBuffer> {
+    return this.base.subBuffer(parent, byteOffset, byteLength, `tp${this.rank}.${label}`);
+  }
   destroyBuffer(buffer: GpuBuffer): void {
     this.submit({ kind: 'op', run: () => this.base.destroyBuffer(buffer) });
   }

@@ -69,3 +69,13 @@ export async function assertRejects(fn: () => Promise<unknown>, cls: new (...a: 
   }
   throw new Error(`expected ${cls.name} to be thrown`);
 }
+export function assertThrows(fn: () => unknown, cls: new (...a: never[]) => Error, includes?: string): Error {
+  try {
+    fn();
+  } catch (e) {
+    nodeAssert.ok(e instanceof cls, `expected ${cls.name}, got ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    if (includes) nodeAssert.ok((e as Error).message.includes(includes), `"${(e as Error).message}" should mention "${includes}"`);
+    return e as Error;
+  }
+  throw new Error(`expected ${cls.name} to be thrown`);
+}
