@@ -15,7 +15,8 @@ import type { Gpu } from '../gpu/gpu.ts';
 import type { ElementType } from '../kernels/shader.ts';
 import { parseOptConfig } from '../model/config.ts';
 import { kvCacheBytesPerBlock } from '../model/kv_cache.ts';
-import { shardAxis } from '../model/tensor_parallel.ts';
+import { planWeightArenas } from '../model/gpu_weights.ts';
+import { arenaPlanBytes } from '../model/weight_arena.ts';
 import { OptTokenizer } from '../model/tokenizer/index.ts';
 import type { IncrementalDetokenizer } from '../model/tokenizer/index.ts';
 import { loadCheckpoint, type ModelSpec } from '../model/weights/sources.ts';
@@ -151,11 +152,8 @@ export class LLM {
     // Weights are known from the checkpoint; activations from the runner's sizes (its peak is these buffers).
     // Per rank under tensor parallelism: split tensors count their share (src/model/tensor_parallel.ts).
     const tp = opts.tensorParallelGpus?.length ?? opts.tensorParallelSize ?? 1;
-    let weightBytes = 0;
-    for (const [name, t] of ckpt.tensors) {
-      const share = shardAxis(name) === 'replicated' ? 1 : 1 / tp;
-      weightBytes += (t.bytes.byteLength / (t.dtype === 'F32' ? 4 : 2)) * e * share;
-    }
+    // The weight arenas exactly as uploadWeights will allocate them (alignment padding included).
+    const weightBytes = arenaPlanBytes(planWeightArenas(config, dtype, { rank: 0, size: tp }, gpu.caps.maxBufferSize, (n) => ckpt.tensors.get(n)?.shape ?? []));
     // Everything else the runner holds, computed from the same sizes it allocates with (vLLM profiles a forward
     // for this; here the buffers are static, so their sum is exact).
     const activationBytes = ModelRunner.bytesWithoutKvCache(config, dtype, { rank: 0, size: tp }, { maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize });

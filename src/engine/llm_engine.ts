@@ -391,7 +391,7 @@ export class LLMEngine {
   private async freeGpuState(what: { runners: boolean; weights: boolean }): Promise<void> {
     for (const rank of this.ranks) {
       if (what.runners) rank.runner.release();
-      if (what.weights) for (const b of new Set([...rank.weights.locations.values()].map((l) => l.buffer))) rank.gpu.destroyBuffer(b);
+      if (what.weights) for (const b of rank.weights.arenas) rank.gpu.destroyBuffer(b);
     }
     await Promise.all(this.ranks.map((r) => r.gpu.sync()));
   }

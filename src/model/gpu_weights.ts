@@ -2,8 +2,9 @@ import { WeightMismatchError } from '../errors.ts';
 import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import type { RowTable } from '../kernels/embedding.ts';
 import type { ElementType } from '../kernels/shader.ts';
-import type { OptConfig } from './config.ts';
-import { checkTensorParallel, NO_TENSOR_PARALLEL, shardTensor, type TensorParallel } from './tensor_parallel.ts';
+import { expectedTensors, type OptConfig } from './config.ts';
+import { checkTensorParallel, NO_TENSOR_PARALLEL, shardShape, shardTensor, type TensorParallel } from './tensor_parallel.ts';
+import { allocateArenas, arenaPlanBytes, type ArenaPlan, planArenas, weightGroups } from './weight_arena.ts';
 import type { HostTensor, TensorMap } from './weights/types.ts';
 
 export interface LayerWeights {
@@ -47,6 +48,9 @@ export interface OptGpuWeights {
   layers: LayerWeights[];
   /** HF name -> location, for weight updates by name. */
   locations: Map<string, TensorLocation>;
+  /** The buffers that hold every weight (weight_arena.ts); the tensors above are sub-buffers of them. */
+  arenas: GpuBuffer[];
+  /** Bytes of the arenas (alignment padding included). */
   totalBytes: number;
   /** This copy's tensor-parallel rank (size 1: the whole model). */
   tp: TensorParallel;
@@ -72,71 +76,83 @@ export async function uploadWeights(
 ): Promise<OptGpuWeights> {
   checkTensorParallel(config, tp);
   const storage = dtype === 'f16' ? 'F16' : 'F32';
-  const locations = new Map<string, TensorLocation>();
-  let totalBytes = 0;
   const get = (name: string): HostTensor => {
     const t = tensors.get(name);
     if (!t) throw new WeightMismatchError(`checkpoint has no tensor ${name}`);
     return t;
   };
-  /** Upload one or more tensors back to back into one buffer. */
-  const upload = async (label: string, names: string[]): Promise<GpuBuffer> => {
-    const parts = names.map((n) => shardTensor(n, get(n), tp, storage));
-    const size = parts.reduce((s, p) => s + p.bytes.byteLength, 0);
-    const buffer = await gpu.createBuffer(size, label);
+  // Every group in one arena (weight_arena.ts), in canonical order; then each group's tensors written back to back.
+  const groups = weightGroups(config);
+  const plan = planWeightArenas(config, dtype, tp, gpu.caps.maxBufferSize, (n) => get(n).shape);
+  const labels = groups.map((names) => names.length > 1 ? names[0].replace(/q_proj\.(weight|bias)$/, 'qkv.$1') : names[0]);
+  const { arenas, groups: buffers } = await allocateArenas(gpu, plan, labels, tp.size > 1 ? `weights.tp${tp.rank}` : 'weights');
+  const locations = new Map<string, TensorLocation>();
+  const byName = new Map<string, GpuBuffer>();
+  for (const [g, names] of groups.entries()) {
     let offset = 0;
-    for (let i = 0; i < parts.length; i++) {
-      gpu.write(buffer, parts[i].bytes, offset);
-      const shape = get(names[i]).shape;
-      locations.set(names[i], { buffer, byteOffset: offset, shape, localShape: parts[i].shape, byteLength: parts[i].bytes.byteLength });
-      offset += parts[i].bytes.byteLength;
+    for (const name of names) {
+      const part = shardTensor(name, get(name), tp, storage);
+      gpu.write(buffers[g], part.bytes, offset);
+      locations.set(name, { buffer: buffers[g], byteOffset: offset, shape: get(name).shape, localShape: part.shape, byteLength: part.bytes.byteLength });
+      offset += part.bytes.byteLength;
     }
-    totalBytes += size;
-    return buffer;
-  };
+    byName.set(names[0], buffers[g]);
+  }
   const d = 'model.decoder.';
-  const table = async (name: string, rows: number, dim: number): Promise<RowTable> => ({
-    buffer: await upload(name, [name]), rows, dim, dtype, rowsPerWindow: rowsPerWindow(gpu, dim, dtype, rows),
+  const buffer = (name: string): GpuBuffer => byName.get(name)!;
+  const table = (name: string, rows: number, dim: number): RowTable => ({
+    buffer: buffer(name), rows, dim, dtype, rowsPerWindow: rowsPerWindow(gpu, dim, dtype, rows),
   });
-  const embedTokens = await table(d + 'embed_tokens.weight', config.vocabSize, config.wordEmbedProjDim);
-  const embedPositions = await table(d + 'embed_positions.weight', config.maxPositions + config.positionOffset, config.hiddenSize);
-  const hasProj = config.wordEmbedProjDim !== config.hiddenSize;
+  const embedTokens = table(d + 'embed_tokens.weight', config.vocabSize, config.wordEmbedProjDim);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < config.numLayers; l++) {
     const p = `${d}layers.${l}.`;
     const a = `${p}self_attn.`;
     layers.push({
-      attnLnGamma: await upload(`${p}self_attn_layer_norm.weight`, [`${p}self_attn_layer_norm.weight`]),
-      attnLnBeta: await upload(`${p}self_attn_layer_norm.bias`, [`${p}self_attn_layer_norm.bias`]),
-      qkvWeight: await upload(`${a}qkv.weight`, [`${a}q_proj.weight`, `${a}k_proj.weight`, `${a}v_proj.weight`]),
-      qkvBias: await upload(`${a}qkv.bias`, [`${a}q_proj.bias`, `${a}k_proj.bias`, `${a}v_proj.bias`]),
-      outWeight: await upload(`${a}out_proj.weight`, [`${a}out_proj.weight`]),
-      outBias: await upload(`${a}out_proj.bias`, [`${a}out_proj.bias`]),
-      ffnLnGamma: await upload(`${p}final_layer_norm.weight`, [`${p}final_layer_norm.weight`]),
-      ffnLnBeta: await upload(`${p}final_layer_norm.bias`, [`${p}final_layer_norm.bias`]),
-      fc1Weight: await upload(`${p}fc1.weight`, [`${p}fc1.weight`]),
-      fc1Bias: await upload(`${p}fc1.bias`, [`${p}fc1.bias`]),
-      fc2Weight: await upload(`${p}fc2.weight`, [`${p}fc2.weight`]),
-      fc2Bias: await upload(`${p}fc2.bias`, [`${p}fc2.bias`]),
+      attnLnGamma: buffer(`${p}self_attn_layer_norm.weight`),
+      attnLnBeta: buffer(`${p}self_attn_layer_norm.bias`),
+      qkvWeight: buffer(`${a}q_proj.weight`),
+      qkvBias: buffer(`${a}q_proj.bias`),
+      outWeight: buffer(`${a}out_proj.weight`),
+      outBias: buffer(`${a}out_proj.bias`),
+      ffnLnGamma: buffer(`${p}final_layer_norm.weight`),
+      ffnLnBeta: buffer(`${p}final_layer_norm.bias`),
+      fc1Weight: buffer(`${p}fc1.weight`),
+      fc1Bias: buffer(`${p}fc1.bias`),
+      fc2Weight: buffer(`${p}fc2.weight`),
+      fc2Bias: buffer(`${p}fc2.bias`),
     });
   }
-  const lmHead = config.tieWordEmbeddings
-    ? embedTokens
-    : await table('lm_head.weight', config.vocabSize, config.wordEmbedProjDim);
+  const hasProj = config.wordEmbedProjDim !== config.hiddenSize;
   return {
     dtype,
     embedTokens,
-    embedPositions,
-    projectIn: hasProj ? await upload(d + 'project_in.weight', [d + 'project_in.weight']) : null,
-    projectOut: hasProj ? await upload(d + 'project_out.weight', [d + 'project_out.weight']) : null,
-    finalLnGamma: config.hasFinalLayerNorm ? await upload(d + 'final_layer_norm.weight', [d + 'final_layer_norm.weight']) : null,
-    finalLnBeta: config.hasFinalLayerNorm ? await upload(d + 'final_layer_norm.bias', [d + 'final_layer_norm.bias']) : null,
-    lmHead,
+    embedPositions: table(d + 'embed_positions.weight', config.maxPositions + config.positionOffset, config.hiddenSize),
+    projectIn: hasProj ? buffer(d + 'project_in.weight') : null,
+    projectOut: hasProj ? buffer(d + 'project_out.weight') : null,
+    finalLnGamma: config.hasFinalLayerNorm ? buffer(d + 'final_layer_norm.weight') : null,
+    finalLnBeta: config.hasFinalLayerNorm ? buffer(d + 'final_layer_norm.bias') : null,
+    lmHead: config.tieWordEmbeddings ? embedTokens : table('lm_head.weight', config.vocabSize, config.wordEmbedProjDim),
     layers,
     locations,
-    totalBytes,
+    arenas,
+    totalBytes: arenaPlanBytes(plan),
     tp,
   };
+}
+
+/**
+ * The arena plan of an OPT model's weights in `dtype` on rank tp.rank (shapes from the config, or `shapeOf`):
+ * what uploadWeights allocates, and what memory sizing (LLM.create) must count.
+ */
+export function planWeightArenas(
+  config: OptConfig, dtype: ElementType, tp: TensorParallel, maxBufferSize: number,
+  shapeOf: (name: string) => readonly number[] = (name) => expectedTensors(config).get(name)!,
+): ArenaPlan {
+  const e = elementBytes(dtype);
+  const bytes = weightGroups(config).map((names) =>
+    names.reduce((s, n) => s + shardShape(n, shapeOf(n), tp).reduce((a, b) => a * b, 1) * e, 0));
+  return planArenas(bytes, maxBufferSize);
 }
 
 /**

@@ -154,7 +154,7 @@ export class OptModel {
   /** Free every GPU buffer this model holds (the Gpu itself stays usable). */
   release(): void {
     const all = new Set<GpuBuffer>([
-      ...[...this.weights.locations.values()].map((l) => l.buffer),
+      ...this.weights.arenas,
       ...this.runner.buffers(),
       ...this.cache.layers.flatMap((l) => [l.key, l.value]),
       this.prefill.tokenIds, this.prefill.positions, this.prefill.tokenSeq, this.prefill.slotMapping,

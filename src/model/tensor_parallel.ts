@@ -59,6 +59,14 @@ export function shardAxis(name: string): ShardAxis {
   return 'replicated';
 }
 
+/** The shape of rank tp.rank's shard of a tensor of `shape` (what shardTensor gives). */
+export function shardShape(name: string, shape: readonly number[], tp: TensorParallel): number[] {
+  const axis = shardAxis(name);
+  if (tp.size === 1 || axis === 'replicated') return [...shape];
+  if (axis === 'rows') return [shape[0] / tp.size, ...shape.slice(1)];
+  return [shape[0], shape[1] / tp.size];
+}
+
 /** Rank tp.rank's slice of a host tensor (converted to `dtype`), as its shard axis says. */
 export function shardTensor(name: string, t: HostTensor, tp: TensorParallel, dtype: StorageDType): HostTensor {
   const full = convertTensor(t, dtype);

@@ -6,6 +6,7 @@ import { layerNorm } from '../kernels/layernorm.ts';
 import { linear } from '../kernels/linear.ts';
 import type { OptConfig } from '../model/config.ts';
 import { expectedTensors } from '../model/config.ts';
+import { allocateArenas, destroyArenas, planArenas, weightGroups } from '../model/weight_arena.ts';
 import { convertTensor, numElements } from '../model/weights/dtype.ts';
 import type { TensorMap } from '../model/weights/types.ts';
 import { packBatch, type PackedBatch } from './batch.ts';
@@ -84,17 +85,26 @@ export class OptTrainingModel {
   readonly config: OptConfig;
   readonly gpu: Gpu;
   readonly maxBatchTokens: number;
-  /** One f32 buffer per HF tensor (HF shapes); the tied head is `model.decoder.embed_tokens.weight` (no lm_head entry). */
+  /**
+   * One f32 tensor per HF name (HF shapes), each a sub-buffer of the parameter arenas; the tied head is
+   * `model.decoder.embed_tokens.weight` (no lm_head entry).
+   */
   readonly params: ReadonlyMap<string, ParamTensor>;
-  /** Same names and shapes as `params`. */
+  /** Same names and shapes as `params`, in the gradient arenas (same layout). */
   readonly grads: ReadonlyMap<string, ParamTensor>;
+  /** The buffers holding parameters and gradients (weight_arena.ts). */
+  private readonly arenas: GpuBuffer[];
   /** Logit rows per loss chunk. */
   readonly logitRows: number;
   private readonly buf: Buffers;
   private released = false;
 
-  private constructor(gpu: Gpu, config: OptConfig, params: Map<string, ParamTensor>, grads: Map<string, ParamTensor>, buf: Buffers, maxBatchTokens: number, logitRows: number) {
+  private constructor(
+    gpu: Gpu, config: OptConfig, params: Map<string, ParamTensor>, grads: Map<string, ParamTensor>, arenas: GpuBuffer[], buf: Buffers,
+    maxBatchTokens: number, logitRows: number,
+  ) {
     this.gpu = gpu;
+    this.arenas = arenas;
     this.config = config;
     this.params = params;
     this.grads = grads;
@@ -106,17 +116,26 @@ export class OptTrainingModel {
   static async create(gpu: Gpu, config: OptConfig, tensors: TensorMap, opts: TrainingModelOptions): Promise<OptTrainingModel> {
     const Tm = opts.maxBatchTokens;
     if (!Number.isInteger(Tm) || Tm < 2) throw new RangeError(`maxBatchTokens must be an integer >= 2, got ${Tm}`);
-    const params = new Map<string, ParamTensor>();
-    const grads = new Map<string, ParamTensor>();
-    for (const [name, shape] of expectedTensors(config)) {
+    const expected = expectedTensors(config);
+    for (const [name, shape] of expected) {
       const t = tensors.get(name);
       if (!t) throw new WeightMismatchError(`checkpoint has no tensor ${name}`);
       if (t.shape.join(',') !== shape.join(',')) throw new WeightMismatchError(`${name}: shape [${t.shape}] but the config needs [${shape}]`);
-      const bytes = numElements(shape) * 4;
-      const p = await gpu.createBuffer(bytes, `param ${name}`);
-      gpu.write(p, convertTensor(t, 'F32').bytes);
-      params.set(name, { name, shape, buffer: p });
-      grads.set(name, { name, shape, buffer: await gpu.createBuffer(bytes, `grad ${name}`) });
+    }
+    // Parameters (and gradients) in arenas, laid out as the engine lays out its weights (weight_arena.ts): one
+    // copy hands every parameter to an engine. Each tensor is its own 256-aligned group: kernels bind it alone.
+    const order = weightGroups(config).flat();
+    const plan = planArenas(order.map((n) => numElements(expected.get(n)!) * 4), gpu.caps.maxBufferSize);
+    const paramArenas = await allocateArenas(gpu, plan, order.map((n) => `param ${n}`), 'params');
+    const gradArenas = await allocateArenas(gpu, plan, order.map((n) => `grad ${n}`), 'grads');
+    const slot = new Map(order.map((n, i) => [n, i]));
+    const params = new Map<string, ParamTensor>();
+    const grads = new Map<string, ParamTensor>();
+    for (const [name, shape] of expected) { // the maps keep expectedTensors' order (the optimizer's summation order)
+      const i = slot.get(name)!;
+      gpu.write(paramArenas.groups[i], convertTensor(tensors.get(name)!, 'F32').bytes);
+      params.set(name, { name, shape, buffer: paramArenas.groups[i] });
+      grads.set(name, { name, shape, buffer: gradArenas.groups[i] });
     }
     const H = config.hiddenSize, D = config.wordEmbedProjDim, F = config.ffnDim, V = config.vocabSize;
     const f32 = (n: number, label: string) => gpu.createBuffer(Math.max(16, n * 4), label);
@@ -171,7 +190,7 @@ export class OptTrainingModel {
       split: { scratch: await f32(2 * F * H, 'matmul.splitK'), floats: 2 * F * H },
       dummy: await f32(4, 'dummy'),
     };
-    return new OptTrainingModel(gpu, config, params, grads, buf, Tm, logitRows);
+    return new OptTrainingModel(gpu, config, params, grads, [...paramArenas.arenas, ...gradArenas.arenas], buf, Tm, logitRows);
   }
 
   /** Record a GPU clear of every gradient. */
@@ -218,7 +237,7 @@ export class OptTrainingModel {
   release(): void {
     if (this.released) return;
     this.released = true;
-    for (const t of [...this.params.values(), ...this.grads.values()]) this.gpu.destroyBuffer(t.buffer);
+    destroyArenas(this.gpu, this.arenas);
     for (const x of this.ownBuffers()) this.gpu.destroyBuffer(x);
   }
 
