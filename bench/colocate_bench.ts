@@ -2,11 +2,15 @@
  * Weight sync in the colocate setting, end to end through the actors: a TrainingActor worker (OPT-125m,
  * synthetic) hands its parameters to an InferenceEngine worker on the same virtual GPU(s), one call each:
  *   per-tensor   trainer.exportWeights()               + engine.collectiveRpc('updateWeightsFromIpcHandles')
- *   packed       trainer.exportWeights({packed: true}) + the same (one bucket copy on the trainer's side)
+ *   packed       trainer.exportWeights({packed: true}) + the same (one handle to the trainer's parameter arena;
+ *                the engine's arena has the same layout: one copy per rank at TP 1)
  *   cpu-staging  trainer.saveWeights() (GPU -> CPU)     + engine.collectiveRpc('updateWeightsFromSafetensors')
  *   flat-copy    the floor (the peer's): one device-to-device copy of every parameter byte, on the host's device
- * Each time runs from the first call to the engine's ranks having synchronised (the copies finished on the GPU:
- * in Deno any GPU->CPU wait costs ~10 ms however small, DESIGN.md; `empty-sync_ms` measures that wait alone).
+ * `ms`: from the export call until the engine's ranks return — the copies are queued on the device, ordered
+ * before any later work of any actor (the sync's contract; no completion wait: in Deno any GPU->CPU wait costs
+ * ~11 ms however small, `empty-sync_ms`). `first_use_added_ms`: what the sync adds to the engine's next
+ * result — median(sync + a 1-token generate) minus median(the same generate alone) — so the GPU's time for
+ * the copies counts too, and the readback floor both include cancels out.
  * Engines with tensorParallelSize 1 and 2 (ranks on two virtual GPUs, two trainers as in the scenario).
  * Medians of --reps runs after one warm-up; after every variant, checkWeightsChanged(handles) verifies the
  * engine holds exactly the trainers' weights, and the trainers' weights are perturbed (one SGD step) between
@@ -68,18 +72,35 @@ for (const tp of tps) {
     'cpu-staging': async () => { await engine.collectiveRpc('updateWeightsFromSafetensors', [await trainers[0].api.saveWeights()]); },
   };
   const out: Record<string, unknown> = { parameter_bytes: info[0].parameterBytes, tensors: info[0].parameters };
+  const firstUse = () => engine.generate([{ tokens: [2, 100, 200, 300] }], { maxTokens: 1, ignoreEos: true });
+  const alone: number[] = [];
+  for (let r = 0; r <= reps; r++) {
+    await perturb();
+    const t0 = performance.now();
+    await firstUse();
+    if (r > 0) alone.push(performance.now() - t0);
+  }
+  out['generate-1-token_ms'] = +median(alone).toFixed(3);
   for (const [name, run] of Object.entries(variants)) {
-    const times: number[] = [];
+    const times: number[] = [], withUse: number[] = [], copies: number[] = [];
     for (let r = 0; r <= reps; r++) {
       await perturb();
       const t0 = performance.now();
       await run();
-      if (r > 0) times.push(performance.now() - t0);
-      await Promise.all(trainers.map((t) => t.api.releaseExports()));
+      const t1 = performance.now();
+      await firstUse();
+      if (r > 0) { times.push(t1 - t0); withUse.push(performance.now() - t0); }
+    }
+    if (name !== 'cpu-staging') {
+      const res = await engine.collectiveRpc<{ copies: number }>('updateWeightsFromIpcHandles', [await gather(name === 'packed')]);
+      copies.push(...res.map((x) => x.copies));
     }
     const ok = (await engine.collectiveRpc<boolean>('checkWeightsChanged', [await gather(false)])).every(Boolean);
     if (!ok) throw new Error(`tp ${tp} ${name}: the engine's weights differ from the trainers' after the sync`);
-    out[name] = { ms: +median(times).toFixed(3), min_ms: +Math.min(...times).toFixed(3) };
+    out[name] = {
+      ms: +median(times).toFixed(3), min_ms: +Math.min(...times).toFixed(3),
+      first_use_added_ms: +(median(withUse) - median(alone)).toFixed(3), copies_per_rank: copies,
+    };
     log(`tp ${tp}`, name, out[name]);
   }
   res[`tp${tp}`] = out;

@@ -228,7 +228,6 @@ export async function runColocate(opts: ColocateOptions = {}): Promise<ColocateR
     const after = await generateAll();
     partial.generations = { before, after };
     await reached('generateAfter');
-    if (packed) await Promise.all(trainers.map((t) => t.api.releaseExports()));
     timings.total = Math.round(performance.now() - t0);
     return {
       model, trainingActorDeviceIds, engineDeviceIds, colocated, weightsChanged, syncMs: +syncMs.toFixed(2), syncBytes, packed, trainSteps,

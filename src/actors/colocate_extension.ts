@@ -3,8 +3,14 @@
  * InferenceEngine (`workerExtension: COLOCATE_EXTENSION_URL`), called through `collectiveRpc`:
  * - `reportDeviceId()`: the rank's virtual GPU uuid;
  * - `updateWeightsFromIpcHandles(handles)`: the rank picks the handles exported on its own virtual GPU (keyed by
- *   uuid, as the training actors give them), opens them (zero-copy views of the trainer's memory) and copies
- *   them on the GPU into its (possibly sharded) weights; the prefix cache is reset;
+ *   uuid, as the training actors give them), opens them (zero-copy views of the trainer's memory; kept open for
+ *   the next sync with the same handles, as a trainer's are for its lifetime) and copies them on the GPU into
+ *   its (possibly sharded) weights — one copy per arena from a packed export of the same layout; the prefix
+ *   cache is reset. It returns once the device host has queued the copies, not when the GPU has run them: the
+ *   device has one queue, so every later command of any actor (the engine's next step, the trainer's next
+ *   update of the same memory) runs after them. That is what torch.cuda.synchronize() guarantees in the
+ *   reference, without waiting (a completion wait costs ~11 ms in Deno however small the work: its mapAsync
+ *   polls, then sleeps 10 ms before it looks again);
  * - `checkWeightsChanged(handles?)`: without handles, every weight of the rank is zero (what the reference
  *   checks after its trainers zeroed theirs); with handles, every weight of the rank equals its shard of the
  *   trainer's tensor, bit for bit (for trainers that trained instead of zeroing). Read back on the CPU: a check,
@@ -13,9 +19,29 @@
 import { InvalidInputError } from '../errors.ts';
 import { parseSafetensors } from '../model/weights/safetensors.ts';
 import { shardTensor } from '../model/tensor_parallel.ts';
-import { closeTensors, copyIntoWeights, openTensors } from './handles.ts';
+import { closeTensors, copyIntoWeights, type ExportedTensors, type OpenedTensors, openTensors } from './handles.ts';
 import type { EngineRank } from './extensions.ts';
 import type { WeightHandles } from './training_actor.ts';
+
+/** Opened handles per rank, by what was opened: a trainer exports the same handles for its whole life. */
+const openedByRank = new WeakMap<EngineRank, { key: string; opened: OpenedTensors }>();
+
+async function openCached(rank: EngineRank, exported: ExportedTensors): Promise<OpenedTensors> {
+  const key = JSON.stringify(exported);
+  const hit = openedByRank.get(rank);
+  if (hit?.key === key) return hit.opened;
+  dropCached(rank);
+  const opened = await openTensors(rank.gpu, exported);
+  openedByRank.set(rank, { key, opened });
+  return opened;
+}
+
+function dropCached(rank: EngineRank): void {
+  const hit = openedByRank.get(rank);
+  if (!hit) return;
+  openedByRank.delete(rank);
+  closeTensors(rank.gpu, hit.opened);
+}
 
 /** This module, for InferenceEngine's `workerExtension` option. */
 export const COLOCATE_EXTENSION_URL: string = new URL('./colocate_extension.ts', import.meta.url).href;
@@ -25,24 +51,25 @@ export class ColocateWorkerExtension {
     return this.virtualGpuUuid;
   }
 
-  async updateWeightsFromIpcHandles(this: EngineRank, handles: WeightHandles): Promise<{ tensors: number; bytes: number }> {
+  async updateWeightsFromIpcHandles(this: EngineRank, handles: WeightHandles): Promise<{ tensors: number; bytes: number; copies: number }> {
     const exported = handles[this.virtualGpuUuid];
     if (!exported) {
       throw new InvalidInputError(
         `rank ${this.rank} on virtual GPU ${this.virtualGpuUuid} got no handles from that GPU (handles from: ${Object.keys(handles).join(', ') || 'none'})`,
       );
     }
-    const opened = await openTensors(this.gpu, exported);
+    const opened = await openCached(this, exported);
     try {
-      const bytes = copyIntoWeights(this.gpu, opened, this.weights);
+      const { bytes, copies } = copyIntoWeights(this.gpu, opened, this.weights);
       // Cached prefix blocks hold keys and values of the old weights.
       this.llm.engine.kv.resetPrefixCache();
-      // As torch.cuda.synchronize() in the reference: the copies are done, and any error of theirs (a stale
-      // handle, a bad binding) surfaces here, typed, instead of at some later call.
-      await this.gpu.sync();
-      return { tensors: opened.tensors.size, bytes };
-    } finally {
-      closeTensors(this.gpu, opened);
+      // Queued on the device, after everything sent before and before anything sent after (see above); an error
+      // of the copies (a stale handle: the trainer freed its memory) surfaces here, typed.
+      await this.gpu.executed();
+      return { tensors: opened.tensors.size, bytes, copies };
+    } catch (e) {
+      dropCached(this);
+      throw e;
     }
   }
 

@@ -2,7 +2,10 @@
  * Buffer handles in place of CUDA-IPC (vLLM's `reduce_tensor` in the RLHF colocate example).
  *
  * An actor exports tensors it owns as serialisable handles — per tensor, or (as later vLLM does, because one
- * handle per tensor was slow) one packed bucket plus an index — and hands them to another actor by any message.
+ * handle per tensor was slow) packed: one handle per buffer that holds them plus an index. Models keep their
+ * weights in arenas (src/model/weight_arena.ts), so packed is zero-copy here too: one handle to the arena, no
+ * bucket to fill — and a receiver with the same layout copies everything with one copy per arena.
+ * Handles go to another actor by any message.
  * The other actor opens them through the device host: a view of the same device memory, usable in dispatch and
  * copy bindings, no copy made. The host checks the virtual GPU (a handle from another GPU fails, as CUDA-IPC
  * does, with HandleDeviceMismatchError) and the generation (use after the owner freed the buffer or died fails
@@ -10,11 +13,11 @@
  * open is closed by one closeHandle (gpu.destroyBuffer on the view).
  */
 import { InvalidInputError } from '../errors.ts';
-import type { BufferBinding, Gpu, GpuBuffer } from '../gpu/gpu.ts';
+import { rootOf, type BufferBinding, type Gpu, type GpuBuffer } from '../gpu/gpu.ts';
 import type { RemoteGpu } from '../gpu/remote.ts';
 import type { BufferHandle } from '../gpu/remote_protocol.ts';
 import type { OptGpuWeights } from '../model/gpu_weights.ts';
-import { copyFullIntoShard } from '../model/tensor_parallel.ts';
+import { copyFullIntoShard, type PlainCopy } from '../model/tensor_parallel.ts';
 
 export type { BufferHandle } from '../gpu/remote_protocol.ts';
 
@@ -27,19 +30,20 @@ export interface TensorRef {
   shape: number[];
 }
 
-/** Where one tensor sits in a packed bucket. */
+/** Where one tensor sits in a packed export: which bucket (handle), and the byte range in it. */
 export interface PackedEntry {
   name: string;
   dtype: string;
   shape: number[];
+  bucket: number;
   byteOffset: number;
   byteLength: number;
 }
 
-/** Exported tensors: one handle each, or one packed bucket plus an index. Plain data, postMessage-able. */
+/** Exported tensors: one handle each, or packed (one handle per buffer that holds them, plus an index). Plain data, postMessage-able. */
 export type ExportedTensors =
   | { kind: 'tensors'; handles: Record<string, BufferHandle> }
-  | { kind: 'packed'; bucket: BufferHandle; index: PackedEntry[] };
+  | { kind: 'packed'; buckets: BufferHandle[]; index: PackedEntry[] };
 
 /** An opened tensor: a binding into a view of the exporter's memory, with what it holds. */
 export interface OpenedTensor extends BufferBinding {
@@ -54,9 +58,6 @@ export interface OpenedTensors {
   /** The views opened (one for a packed bucket); closeTensors() releases them. */
   views: GpuBuffer[];
 }
-
-/** Bucket slots are padded to this (vLLM pads to 256 bytes; also WebGPU's storage-binding offset alignment). */
-export const PACK_ALIGNMENT = 256;
 
 function rangeOf(name: string, t: TensorRef): { byteOffset: number; byteLength: number } {
   const byteOffset = t.byteOffset ?? 0;
@@ -75,37 +76,26 @@ export async function exportTensorHandles(gpu: RemoteGpu, tensors: Record<string
 }
 
 /**
- * Copy every tensor into one new bucket buffer (on the GPU, slots padded to PACK_ALIGNMENT) and export the
- * bucket as one handle with an index. The bucket belongs to (and counts against the budget of) the exporter,
- * which frees it with gpu.destroyBuffer(bucket) once the receivers are done.
+ * Packed, zero-copy: one handle per root buffer holding the tensors (a model's weight arena: usually one) and
+ * an index of where each tensor sits in it. Nothing is copied or allocated.
  */
-export async function exportPackedHandles(
-  gpu: RemoteGpu, tensors: Record<string, TensorRef>,
-): Promise<{ exported: ExportedTensors; bucket: GpuBuffer }> {
+export async function exportPackedHandles(gpu: RemoteGpu, tensors: Record<string, TensorRef>): Promise<ExportedTensors> {
+  const roots: GpuBuffer[] = [];
   const index: PackedEntry[] = [];
-  let end = 0;
   for (const [name, t] of Object.entries(tensors)) {
-    const { byteLength } = rangeOf(name, t);
-    if (byteLength % 4 !== 0) throw new InvalidInputError(`tensor ${name}: ${byteLength} bytes is not a whole number of words; it cannot be copied on the GPU`);
-    index.push({ name, dtype: t.dtype, shape: t.shape, byteOffset: end, byteLength });
-    end = Math.ceil((end + byteLength) / PACK_ALIGNMENT) * PACK_ALIGNMENT;
+    const { byteOffset, byteLength } = rangeOf(name, t);
+    const { root, offset } = rootOf(t.buffer);
+    let bucket = roots.findIndex((r) => r.id === root.id);
+    if (bucket < 0) bucket = roots.push(root) - 1;
+    index.push({ name, dtype: t.dtype, shape: t.shape, bucket, byteOffset: offset + byteOffset, byteLength });
   }
-  const bucket = await gpu.createBuffer(Math.max(end, 4), 'handles.bucket');
-  for (const e of index) {
-    const t = tensors[e.name];
-    gpu.copy(t.buffer, t.byteOffset ?? 0, bucket, e.byteOffset, e.byteLength);
-  }
-  gpu.flush();
-  const [handle] = await gpu.exportRanges([{ bufferId: bucket.id, byteOffset: 0, byteLength: bucket.size, dtype: 'u8', shape: [bucket.size] }]);
-  return { exported: { kind: 'packed', bucket: handle, index }, bucket };
+  const buckets = await gpu.exportRanges(roots.map((r) => ({ bufferId: r.id, byteOffset: 0, byteLength: r.size, dtype: 'u8', shape: [r.size] })));
+  return { kind: 'packed', buckets, index };
 }
 
-/** Per tensor by default; `{packed: true}` for one bucket. */
-export async function exportHandles(
-  gpu: RemoteGpu, tensors: Record<string, TensorRef>, opts: { packed?: boolean } = {},
-): Promise<{ exported: ExportedTensors; bucket: GpuBuffer | null }> {
-  if (opts.packed) return exportPackedHandles(gpu, tensors);
-  return { exported: await exportTensorHandles(gpu, tensors), bucket: null };
+/** Per tensor by default; `{packed: true}` for one handle per buffer plus an index. */
+export function exportHandles(gpu: RemoteGpu, tensors: Record<string, TensorRef>, opts: { packed?: boolean } = {}): Promise<ExportedTensors> {
+  return opts.packed ? exportPackedHandles(gpu, tensors) : exportTensorHandles(gpu, tensors);
 }
 
 /** Open one handle: a zero-copy view (refcounted; close with closeHandle). */
@@ -121,9 +111,9 @@ export function closeHandle(gpu: RemoteGpu, view: GpuBuffer): void {
 export async function openTensors(gpu: RemoteGpu, exported: ExportedTensors): Promise<OpenedTensors> {
   const tensors = new Map<string, OpenedTensor>();
   if (exported.kind === 'packed') {
-    const view = await gpu.openRange(exported.bucket);
-    for (const e of exported.index) tensors.set(e.name, { buffer: view, offset: e.byteOffset, size: e.byteLength, dtype: e.dtype, shape: e.shape });
-    return { tensors, views: [view] };
+    const views = await gpu.openRanges(exported.buckets);
+    for (const e of exported.index) tensors.set(e.name, { buffer: views[e.bucket], offset: e.byteOffset, size: e.byteLength, dtype: e.dtype, shape: e.shape });
+    return { tensors, views };
   }
   const names = Object.keys(exported.handles);
   const views = await gpu.openRanges(names.map((n) => exported.handles[n])); // one request for all
@@ -146,18 +136,52 @@ export function weightTensors(weights: OptGpuWeights): Record<string, TensorRef>
 
 /**
  * Copy opened tensors into a model's weights by HF name, on the GPU (no CPU copy), in place: captured steps
- * stay valid. A tensor-parallel rank copies its shard of each full tensor. Every weight of the model must be present with its byte size; the caller resets any cache that
- * depends on the weights (the engine's prefix cache).
+ * stay valid. A tensor-parallel rank copies its shard of each full tensor (a kernel where the shard is strided or
+ * the element type differs). Plain copies that are contiguous in both the source and the model's weight arena
+ * merge into one: from a packed export of a trainer's parameters (the same layout) every tensor moves in one
+ * copy per arena. Every weight of the model must be present with its byte size; the caller resets any cache
+ * that depends on the weights (the engine's prefix cache). Returns the bytes copied and the copy commands used.
  */
-export function copyIntoWeights(gpu: Gpu, opened: OpenedTensors, weights: OptGpuWeights): number {
+export function copyIntoWeights(gpu: Gpu, opened: OpenedTensors, weights: OptGpuWeights): { bytes: number; copies: number } {
   let bytes = 0;
+  const plain: PlainCopy[] = [];
   for (const name of weights.locations.keys()) {
     const t = opened.tensors.get(name);
     if (!t) throw new InvalidInputError(`the exported tensors have no ${name}`);
     // A plain device copy where the model holds the whole tensor in the same element type; a kernel for a
     // tensor-parallel shard or another element type (copyFullIntoShard chooses).
-    bytes += copyFullIntoShard(gpu, t, t.dtype === 'f16' ? 'f16' : 'f32', weights, name);
+    bytes += copyFullIntoShard(gpu, t, t.dtype === 'f16' ? 'f16' : 'f32', weights, name, plain);
   }
+  const merged = mergeCopies(plain);
+  for (const c of merged) gpu.copy(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
   gpu.flush();
-  return bytes;
+  return { bytes, copies: merged.length + (weights.locations.size - plain.length) };
 }
+
+/**
+ * Merge copies whose source and destination ranges both continue where the previous one ended, in the same
+ * root buffers (a gap of alignment padding counts as contiguous when it is the same on both sides and no other
+ * tensor sits in it: it is padding in both layouts, and copying it is harmless).
+ */
+export function mergeCopies(copies: readonly PlainCopy[]): PlainCopy[] {
+  const resolved = copies.map((c) => {
+    const s = rootOf(c.src), d = rootOf(c.dst);
+    return { src: s.root, srcOffset: s.offset + c.srcOffset, dst: d.root, dstOffset: d.offset + c.dstOffset, size: c.size };
+  }).sort((a, b) => a.dst.id - b.dst.id || a.dstOffset - b.dstOffset);
+  const out: PlainCopy[] = [];
+  for (const c of resolved) {
+    const last = out[out.length - 1];
+    if (last && last.src.id === c.src.id && last.dst.id === c.dst.id) {
+      const gap = c.dstOffset - (last.dstOffset + last.size);
+      if (gap >= 0 && gap < MERGE_GAP && c.srcOffset - (last.srcOffset + last.size) === gap) {
+        last.size += gap + c.size;
+        continue;
+      }
+    }
+    out.push({ ...c });
+  }
+  return out;
+}
+
+/** Largest padding gap merged over (the arena alignment: between two tensors there is never more). */
+const MERGE_GAP = 256;

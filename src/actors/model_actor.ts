@@ -66,8 +66,7 @@ export class ModelActor {
   /** Export the loaded weights (the OptModel's, else the engine's) as handles. */
   async exportWeights(opts: { packed?: boolean } = {}): Promise<ExportedTensors> {
     const weights = this.model?.weights ?? this.llm?.engine.weights;
-    const { exported } = await exportHandles(this.remote(), weightTensors(this.need(weights ?? null, 'loadModel or createEngine')), opts);
-    return exported;
+    return await exportHandles(this.remote(), weightTensors(this.need(weights ?? null, 'loadModel or createEngine')), opts);
   }
 
   /** Open exported weights and copy them into the engine's (or model's) weights on the GPU; returns bytes copied. */
@@ -76,7 +75,7 @@ export class ModelActor {
     const opened = await openTensors(gpu, exported);
     try {
       const weights = this.llm?.engine.weights ?? this.need(this.model, 'loadModel or createEngine').weights;
-      const bytes = copyIntoWeights(gpu, opened, weights);
+      const { bytes } = copyIntoWeights(gpu, opened, weights);
       this.llm?.engine.kv.resetPrefixCache(); // cached blocks were computed with the old weights
       await gpu.sync();
       return bytes;

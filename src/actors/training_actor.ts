@@ -4,9 +4,9 @@
  * train or zero the weights, report the GPU's uuid, and hand its parameters over as handles
  * (`{gpu_uuid: {name: reduce_tensor(param)}}` there, `{virtualGpuUuid: ExportedTensors}` here).
  *
- * The handles it exports are views of its live parameters (per tensor, zero-copy) or of a packed bucket it
- * copies them into (one handle); a later step changes the former in place, never the latter. Buckets count
- * against this actor's memory budget until releaseExports().
+ * The handles it exports are views of its live parameters, zero-copy: per tensor, or packed (one handle to its
+ * parameter arena plus an index). A later step changes what they show in place. The parameters never move, so
+ * the handles stay valid (and are exported once) for the actor's life.
  */
 import { InvalidInputError } from '../errors.ts';
 import { RemoteGpu } from '../gpu/remote.ts';
@@ -47,7 +47,8 @@ export interface TrainingActorInfo {
 export class TrainingActor {
   gpu: RemoteGpu | null = null;
   trainer: Trainer | null = null;
-  private buckets: GpuBuffer[] = [];
+  /** The handles exported so far, per form, for the trainer they belong to. */
+  private exports: { trainer: Trainer; packed?: WeightHandles; tensors?: WeightHandles } | null = null;
   private scratch: GpuBuffer[] = [];
   /** Borrowed memory: a connection with a borrowed budget, and its buffers opened here as views. */
   private pool: RemoteGpu | null = null;
@@ -110,29 +111,24 @@ export class TrainingActor {
   }
 
   /**
-   * The parameters as handles, keyed by this actor's virtual GPU: one per tensor (views of the live
-   * parameters) or one packed bucket (a copy, freed by releaseExports). HF names, f32, HF shapes; the tied
-   * head is the embedding (no lm_head entry), as the engine's weights name it.
+   * The parameters as handles, keyed by this actor's virtual GPU: one per tensor, or packed (one per parameter
+   * arena plus an index); both are views of the live parameters. HF names, f32, HF shapes; the tied head is the
+   * embedding (no lm_head entry), as the engine's weights name it. Exported once per form and trainer: later
+   * calls return the same handles without asking the device host.
    */
   async exportWeights(opts: { packed?: boolean } = {}): Promise<WeightHandles> {
     const gpu = this.need(this.gpu, 'connect');
+    const trainer = this.t;
+    const form = opts.packed ? 'packed' : 'tensors';
+    if (this.exports?.trainer === trainer && this.exports[form]) return this.exports[form]!;
     const tensors: Record<string, TensorRef> = {};
-    for (const [name, p] of this.t.parameters()) {
+    for (const [name, p] of trainer.parameters()) {
       tensors[name] = { buffer: p.buffer, byteOffset: 0, byteLength: 4 * p.shape.reduce((a, b) => a * b, 1), dtype: 'f32', shape: [...p.shape] };
     }
-    const { exported, bucket } = await exportHandles(gpu, tensors, opts);
-    if (bucket) this.buckets.push(bucket);
-    return { [gpu.virtualGpuUuid]: exported };
-  }
-
-  /** Free the packed buckets exported so far (their handles become stale). */
-  async releaseExports(): Promise<number> {
-    const gpu = this.need(this.gpu, 'connect');
-    const n = this.buckets.length;
-    for (const b of this.buckets) gpu.destroyBuffer(b);
-    this.buckets = [];
-    await gpu.executed();
-    return n;
+    const handles = { [gpu.virtualGpuUuid]: await exportHandles(gpu, tensors, opts) };
+    if (this.exports?.trainer !== trainer) this.exports = { trainer };
+    this.exports[form] = handles;
+    return handles;
   }
 
   /** The parameters as safetensors bytes (Trainer.saveWeights). */

@@ -116,14 +116,25 @@ function gcd(a: number, b: number): number {
   return b === 0 ? a : gcd(b, a % b);
 }
 
+/** A device copy of `size` bytes. */
+export interface PlainCopy {
+  src: GpuBuffer;
+  srcOffset: number;
+  dst: GpuBuffer;
+  dstOffset: number;
+  size: number;
+}
+
 /**
  * Copy rank weights.tp.rank's shard of the full HF tensor `name`, which `src` holds (elements of `srcDtype`,
  * HF shape, e.g. an opened handle of a trainer's parameter), into the model's weights on the GPU, converting to
  * the weights' element type: the weight sync of a tensor-parallel engine, with no CPU copy. Returns the bytes
- * written. Throws WeightMismatchError for an unknown name or a source of the wrong size.
+ * written. Throws WeightMismatchError for an unknown name or a source of the wrong size. With `plainCopies`,
+ * a shard that is one contiguous range is not copied but appended there, for the caller to merge and issue.
  */
 export function copyFullIntoShard(
   gpu: Gpu, src: BufferBinding & { buffer: GpuBuffer }, srcDtype: 'f32' | 'f16', weights: OptGpuWeights, name: string,
+  plainCopies?: PlainCopy[],
 ): number {
   const loc = weights.locations.get(name);
   if (!loc) throw new WeightMismatchError(`the model has no tensor ${name}`);
@@ -152,8 +163,11 @@ export function copyFullIntoShard(
   if (loc.byteOffset % dstElem !== 0) throw new Error(`${name}: byte offset ${loc.byteOffset} is not element-aligned`);
   const srcElem = srcDtype === 'f16' ? 2 : 4;
   if (srcDtype === weights.dtype && axis !== 'columns') {
-    // The shard is one contiguous byte range of the source: a plain copy (no binding-size limit applies).
-    gpu.copy(src.buffer, (src.offset ?? 0) + srcBase * srcElem, loc.buffer, loc.byteOffset, loc.byteLength);
+    // The shard is one contiguous byte range of the source: a plain copy (no binding-size limit applies), made
+    // now or handed to the caller (which merges neighbouring copies).
+    const copy: PlainCopy = { src: src.buffer, srcOffset: (src.offset ?? 0) + srcBase * srcElem, dst: loc.buffer, dstOffset: loc.byteOffset, size: loc.byteLength };
+    if (plainCopies) plainCopies.push(copy);
+    else gpu.copy(copy.src, copy.srcOffset, copy.dst, copy.dstOffset, copy.size);
     return loc.byteLength;
   }
   const k = gpu.kernel(shaderSource('copy_shard', { S: srcDtype, D: weights.dtype }));

@@ -4,7 +4,7 @@
 // its handles invalidated, the other actor unharmed), budgets enforced at allocation, weighted-fair order.
 import { DeviceHost } from '../../src/actors/device_host.ts';
 import {
-  closeHandle, closeTensors, copyIntoWeights, exportHandles, exportTensorHandles, openHandle, openTensors, PACK_ALIGNMENT, weightTensors,
+  closeHandle, closeTensors, copyIntoWeights, exportHandles, exportTensorHandles, openHandle, openTensors, weightTensors,
 } from '../../src/actors/handles.ts';
 import type { ModelActor } from '../../src/actors/model_actor.ts';
 import { spawnActorWorker } from '../../src/actors/spawn.ts';
@@ -38,7 +38,7 @@ Deno.test('handles: export, open, zero-copy both ways, in dispatch bindings, sub
   const a = await actor(host, 'trainer-0'), b = await actor(host, 'engine-0');
   const src = await a.createBuffer(1024, 'trainer.w');
   a.write(src, Float32Array.from({ length: 256 }, (_, i) => i));
-  const { exported } = await exportHandles(a, {
+  const exported = await exportHandles(a, {
     w: { buffer: src, dtype: 'f32', shape: [256] },
     tail: { buffer: src, byteOffset: 512, byteLength: 512, dtype: 'f32', shape: [128] },
   });
@@ -88,7 +88,7 @@ Deno.test('handles: another virtual GPU cannot open them; use after the owner fr
   const a = await actor(host, 'trainer-1', 'GPU-1'), b = await actor(host, 'engine-1', 'GPU-1'), other = await actor(host, 'engine-2', 'GPU-2');
   const buf = await a.createBuffer(256, 'w');
   a.write(buf, new Float32Array(64).fill(3));
-  const { exported } = await exportHandles(a, { w: { buffer: buf, dtype: 'f32', shape: [64] } });
+  const exported = await exportHandles(a, { w: { buffer: buf, dtype: 'f32', shape: [64] } });
   assert(exported.kind === 'tensors');
   const err = await assertRejects(() => openHandle(other, exported.handles.w), HandleDeviceMismatchError, 'GPU-2');
   assert(err.message.includes('GPU-1') && err.message.includes('trainer-1'), err.message);
@@ -113,7 +113,7 @@ Deno.test('handles: another virtual GPU cannot open them; use after the owner fr
   for (const g of [a, b, other]) g.destroy();
 });
 
-Deno.test('handles: a packed bucket (256-byte slots) and a weight sync by handles into a zeroed model', opts, async () => {
+Deno.test('handles: packed (zero-copy, one handle per arena) and per tensor; a weight sync by handles into a zeroed model merges into one copy', opts, async () => {
   const host = await sharedHost();
   const { ref, tensors } = await readReference('opt-tiny');
   const trainer = await actor(host, 'trainer-p'), engine = await actor(host, 'engine-p');
@@ -126,22 +126,27 @@ Deno.test('handles: a packed bucket (256-byte slots) and a weight sync by handle
   assert(zeroed.some((v, i) => v !== want[i]), 'zeroing the weights must change the logits');
 
   for (const packed of [true, false]) {
-    const { exported, bucket } = await exportHandles(trainer, weightTensors(tm.weights), { packed });
+    const bytesBefore = host.stats().clients.find((c) => c.actorId === 'trainer-p')!.bytesInUse;
+    const exported = await exportHandles(trainer, weightTensors(tm.weights), { packed });
     if (packed) {
-      assert(exported.kind === 'packed' && bucket);
+      assert(exported.kind === 'packed');
+      assertEquals(exported.buckets.length, tm.weights.arenas.length, 'one handle per weight arena');
+      assertEquals(exported.buckets.map((b) => b.byteLength), tm.weights.arenas.map((a) => a.size));
       assertEquals(exported.index.length, tm.weights.locations.size);
-      assert(exported.index.every((e) => e.byteOffset % PACK_ALIGNMENT === 0), 'slots are 256-byte aligned');
-    } else assert(exported.kind === 'tensors' && bucket === null);
+      assertEquals(host.stats().clients.find((c) => c.actorId === 'trainer-p')!.bytesInUse, bytesBefore, 'zero-copy: nothing allocated');
+    } else assert(exported.kind === 'tensors');
     for (const loc of em.weights.locations.values()) engine.write(loc.buffer, new Uint8Array(loc.byteLength), loc.byteOffset);
     const opened = await openTensors(engine, exported);
-    const bytes = copyIntoWeights(engine, opened, em.weights);
+    const { bytes, copies } = copyIntoWeights(engine, opened, em.weights);
     assertEquals(bytes, [...em.weights.locations.values()].reduce((s, l) => s + l.byteLength, 0));
+    // Packed, the engine's arena has the trainer's layout: the copies merge into one per arena. Per tensor, the
+    // views are separate buffers: one copy each.
+    assertEquals(copies, packed ? em.weights.arenas.length : em.weights.locations.size, `copy commands (packed=${packed})`);
     closeTensors(engine, opened);
     const got = await em.logits(ref.prompts[0]);
     assert(got.every((v, i) => Object.is(v, want[i])), `${packed ? 'packed' : 'per-tensor'}: logits after the sync equal the original bitwise`);
     const hf = tensors('p0.logits')!;
     assert(got.every((v, i) => Math.abs(v - hf[i]) <= 1e-4));
-    if (bucket) trainer.destroyBuffer(bucket);
   }
   trainer.destroy();
   engine.destroy();

@@ -117,7 +117,7 @@ Deno.test('weight sync by handles into tensor-parallel ranks: each rank copies i
   await trainer.sync();
   const want = await (await LLMEngine.create(host.gpu, ckpt, { numBlocks: 32 })).generate(ref.prompts, params);
   for (const packed of [false, true]) {
-    const { exported } = await exportHandles(trainer, refs, { packed });
+    const exported = await exportHandles(trainer, refs, { packed });
     const ranks = await Promise.all([0, 1].map((rank) => RemoteGpu.connect(host.attach({
       actorId: `engine-rank-${rank}-${packed}`, virtualGpuUuid: 'GPU-0', tensorParallel: { group: `e-${packed}`, rank, size: 2 },
     }).port)));
@@ -136,7 +136,7 @@ Deno.test('weight sync by handles into tensor-parallel ranks: each rank copies i
   }
   if (host.gpu.caps.shaderF16) {
     // An f16 engine (TP=1) converts the f32 tensors on the GPU as it copies them.
-    const { exported } = await exportHandles(trainer, refs, {});
+    const exported = await exportHandles(trainer, refs, {});
     const g = await RemoteGpu.connect(host.attach({ actorId: 'engine-f16', virtualGpuUuid: 'GPU-0' }).port);
     const m = await OptModel.load(g, { ...ckpt, tensors: new Map([...ckpt.tensors].map(([n, t]) => [n, { ...t, bytes: new Uint8Array(t.bytes.byteLength) }])) }, { dtype: 'f16' });
     const opened = await openTensors(g, exported);
