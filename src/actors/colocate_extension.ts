@@ -27,7 +27,11 @@ import type { WeightHandles } from './training_actor.ts';
 const openedByRank = new WeakMap<EngineRank, { key: string; opened: OpenedTensors }>();
 
 async function openCached(rank: EngineRank, exported: ExportedTensors): Promise<OpenedTensors> {
-  const key = JSON.stringify(exported);
+  // Handles name (buffer, generation, range): a generation is never reused, so equal handles mean the same memory
+  // (and, from one exporter, the same index).
+  const handles = exported.kind === 'packed' ? exported.buckets : Object.values(exported.handles);
+  const key = `${exported.kind}|${Object.keys(exported.kind === 'packed' ? exported.index : exported.handles).length}|` +
+    handles.map((h) => `${h.bufferId}:${h.generation}:${h.byteOffset}:${h.byteLength}`).join(',');
   const hit = openedByRank.get(rank);
   if (hit?.key === key) return hit.opened;
   dropCached(rank);

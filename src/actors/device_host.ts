@@ -226,6 +226,9 @@ interface Resolved {
   view: ViewEntry | null;
 }
 
+/** Whether a command list has dispatches (lists from older senders without the count are assumed to). */
+const hasDispatches = (msg: CommandMessage) => (msg.dispatches ?? 1) > 0;
+
 const alignedSize = (size: number) => Math.max(16, Math.ceil(size / 16) * 16);
 const MAX_TOMBSTONES = 10_000;
 /** Weight of a new measurement in an actor's ms-per-command average. */
@@ -498,8 +501,11 @@ export class DeviceHost implements HostControl {
       // A batch: this list and the ones the fair queue would serve right after it, while they are the same actor's.
       const batch: Batch = { client: c, entries: [], commands: 0, predictedMs: 0, startedAt: performance.now() };
       // Timing a batch costs two submits and a timestamp readback: only worth it while another party could
-      // contend for the GPU (a lone actor is neither held back nor charged; its estimates stand).
-      const timed = this.partiesAttached() > 1;
+      // contend for the GPU (a lone actor is neither held back nor charged; its estimates stand), and only for
+      // dispatches (the timestamps bracket compute passes: copies and writes between them are not measured).
+      // Not timing a copy-only batch (a weight sync) also spares the actor a wait: the readback's mapAsync blocks
+      // Deno's thread until the GPU is idle, so the host would answer it only once its copies had finished.
+      const timed = this.partiesAttached() > 1 && hasDispatches(entry.item.msg);
       if (timed) this.gpu.beginTimedSpan();
       for (let e: FairShareEntry<QueueItem> | undefined = entry; e; ) {
         this.run(batch, e);
@@ -509,6 +515,7 @@ export class DeviceHost implements HostControl {
         }
         const next = this.queue.peek();
         if (!next || next.item.client !== c || next.item.msg === 'bye' || this.allocating || !this.clients.has(c.id)) break;
+        if (timed !== (this.partiesAttached() > 1 && hasDispatches(next.item.msg))) break;
         if (this.contended() && this.inFlightMs + batch.predictedMs + next.costEstimate >= this.gpuWindowMs) break;
         if (this.holdFor(next)) break;
         e = this.queue.dequeue();

@@ -46,6 +46,8 @@ export class RemoteGpu implements Gpu {
   private port: MessagePort;
   private list = new WordWriter();
   private cost = 0;
+  /** dispatchCount when the last list was posted. */
+  private dispatchesPosted = 0;
   private kernelDefs: KernelDef[] = [];
   private blobs: ArrayBuffer[] = [];
   private extras: unknown[] = [];
@@ -148,7 +150,8 @@ export class RemoteGpu implements Gpu {
     if (this.list.length === 0 && this.kernelDefs.length === 0) return;
     if (this.closed !== null) return;
     const { buffer, length } = this.list.take();
-    const msg: CommandMessage = { t: 'cmd', words: buffer, length, cost: this.cost };
+    const msg: CommandMessage = { t: 'cmd', words: buffer, length, cost: this.cost, dispatches: this.dispatchCount - this.dispatchesPosted };
+    this.dispatchesPosted = this.dispatchCount;
     if (this.kernelDefs.length) msg.kernels = this.kernelDefs;
     if (this.blobs.length) msg.blobs = this.blobs;
     if (this.extras.length) msg.extras = this.extras;

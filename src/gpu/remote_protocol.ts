@@ -82,6 +82,8 @@ export interface CommandMessage {
   length: number;
   /** Scheduling cost of the list (dispatches, replayed dispatches, copies, writes), for the fair queue. */
   cost: number;
+  /** Dispatches in the list (replayed ones included): a list without any is copies and writes only. */
+  dispatches?: number;
   kernels?: KernelDef[];
   blobs?: ArrayBuffer[];
   extras?: unknown[];
