@@ -91,15 +91,24 @@ for (const tp of tps) {
       await firstUse();
       if (r > 0) { times.push(t1 - t0); withUse.push(performance.now() - t0); }
     }
+    const split: Record<string, number> = {};
     if (name !== 'cpu-staging') {
-      const res = await engine.collectiveRpc<{ copies: number }>('updateWeightsFromIpcHandles', [await gather(name === 'packed')]);
+      // One more sync, timed by parts: gathering the handles (a round trip to each trainer), then the engine's
+      // RPC, and inside each rank: opening (cached), recording the copies, the device host queueing them.
+      const g0 = performance.now();
+      const h = await gather(name === 'packed');
+      const g1 = performance.now();
+      const res = await engine.collectiveRpc<{ copies: number; ms: Record<string, number> }>('updateWeightsFromIpcHandles', [h]);
+      Object.assign(split, { gather: g1 - g0, rpc: performance.now() - g1 });
+      for (const [k, v] of Object.entries(res[0].ms)) split[`rank0_${k}`] = v;
       copies.push(...res.map((x) => x.copies));
+      for (const k of Object.keys(split)) split[k] = +split[k].toFixed(3);
     }
     const ok = (await engine.collectiveRpc<boolean>('checkWeightsChanged', [await gather(false)])).every(Boolean);
     if (!ok) throw new Error(`tp ${tp} ${name}: the engine's weights differ from the trainers' after the sync`);
     out[name] = {
       ms: +median(times).toFixed(3), min_ms: +Math.min(...times).toFixed(3),
-      first_use_added_ms: +(median(withUse) - median(alone)).toFixed(3), copies_per_rank: copies,
+      first_use_added_ms: +(median(withUse) - median(alone)).toFixed(3), copies_per_rank: copies, one_sync_split_ms: split,
     };
     log(`tp ${tp}`, name, out[name]);
   }

@@ -47,6 +47,14 @@ function dropCached(rank: EngineRank): void {
   closeTensors(rank.gpu, hit.opened);
 }
 
+/** What one rank's weight sync did: tensors and bytes copied, copy commands, and where its time went (ms). */
+export interface SyncResult {
+  tensors: number;
+  bytes: number;
+  copies: number;
+  ms: { open: number; record: number; queued: number };
+}
+
 /** This module, for InferenceEngine's `workerExtension` option. */
 export const COLOCATE_EXTENSION_URL: string = new URL('./colocate_extension.ts', import.meta.url).href;
 
@@ -55,22 +63,26 @@ export class ColocateWorkerExtension {
     return this.virtualGpuUuid;
   }
 
-  async updateWeightsFromIpcHandles(this: EngineRank, handles: WeightHandles): Promise<{ tensors: number; bytes: number; copies: number }> {
+  async updateWeightsFromIpcHandles(this: EngineRank, handles: WeightHandles): Promise<SyncResult> {
     const exported = handles[this.virtualGpuUuid];
     if (!exported) {
       throw new InvalidInputError(
         `rank ${this.rank} on virtual GPU ${this.virtualGpuUuid} got no handles from that GPU (handles from: ${Object.keys(handles).join(', ') || 'none'})`,
       );
     }
+    const t0 = performance.now();
     const opened = await openCached(this, exported);
     try {
+      const t1 = performance.now();
       const { bytes, copies } = copyIntoWeights(this.gpu, opened, this.weights);
       // Cached prefix blocks hold keys and values of the old weights.
       this.llm.engine.kv.resetPrefixCache();
+      const t2 = performance.now();
       // Queued on the device, after everything sent before and before anything sent after (see above); an error
       // of the copies (a stale handle: the trainer freed its memory) surfaces here, typed.
       await this.gpu.executed();
-      return { tensors: opened.tensors.size, bytes, copies };
+      const ms = { open: t1 - t0, record: t2 - t1, queued: performance.now() - t2 };
+      return { tensors: opened.tensors.size, bytes, copies, ms };
     } catch (e) {
       dropCached(this);
       throw e;

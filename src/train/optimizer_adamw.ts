@@ -1,10 +1,14 @@
 /**
  * AdamW as torch.optim.AdamW computes it (decoupled weight decay, bias correction), fused into one kernel per
- * tensor window: shaders/optim_adamw.wgsl. State (exp_avg, exp_avg_sq) in f32 on the GPU, one pair per parameter.
+ * window: shaders/optim_adamw.wgsl. State (exp_avg, exp_avg_sq) in f32 on the GPU, one pair per parameter.
+ * Parameters that live in an arena (src/model/weight_arena.ts) whose gradients sit at the same offsets of a
+ * gradient arena get their state in arenas of the same layout, and the whole arena is updated at once (as
+ * llm.c's single update over params_memory): one dispatch per binding window instead of one per tensor. The
+ * padding between tensors is zero in all four and stays zero (an element-wise update of zeros).
  */
 import { InvalidInputError } from '../errors.ts';
 import type { Gpu, GpuBuffer } from '../gpu/gpu.ts';
-import { packParams } from '../gpu/gpu.ts';
+import { packParams, rootOf } from '../gpu/gpu.ts';
 import { grid1d, shaderSource } from '../kernels/shader.ts';
 import { numElements } from './optimizer_grad_norm.ts';
 import type { AdamWConfig, NamedGpuTensor, UpdateRule } from './optimizer_types.ts';
@@ -42,34 +46,73 @@ export function adamwScalars(h: AdamWHyper, t: number): Float32Array {
   return Float32Array.of(1 - h.lr * h.weightDecay, h.lr / bc1, Math.sqrt(bc2), 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps);
 }
 
+/** Four f32 buffers updated together: parameters, gradients, exp_avg, exp_avg_sq (whole arenas or one tensor each). */
+interface UpdateUnit {
+  p: GpuBuffer;
+  g: GpuBuffer;
+  m: GpuBuffer;
+  v: GpuBuffer;
+  elements: number;
+}
+
 export class AdamWRule implements UpdateRule {
   private readonly gpu: Gpu;
   private readonly params: readonly NamedGpuTensor[];
-  private readonly grads: readonly NamedGpuTensor[];
   private readonly expAvg: GpuBuffer[];
   private readonly expAvgSq: GpuBuffer[];
+  /** What record() updates: whole arenas where the layout allows, single tensors otherwise. */
+  private readonly units: UpdateUnit[];
+  /** The buffers this rule allocated (state arenas, or per-tensor state). */
+  private readonly owned: GpuBuffer[];
   private readonly maxWindow: number;
   private readonly hyper: AdamWHyper;
 
-  private constructor(gpu: Gpu, params: readonly NamedGpuTensor[], grads: readonly NamedGpuTensor[], m: GpuBuffer[], v: GpuBuffer[], maxWindow: number, h: AdamWHyper) {
+  private constructor(
+    gpu: Gpu, params: readonly NamedGpuTensor[], m: GpuBuffer[], v: GpuBuffer[], units: UpdateUnit[], owned: GpuBuffer[], maxWindow: number, h: AdamWHyper,
+  ) {
     this.gpu = gpu;
     this.params = params;
-    this.grads = grads;
     this.expAvg = m;
     this.expAvgSq = v;
+    this.units = units;
+    this.owned = owned;
     this.maxWindow = maxWindow;
     this.hyper = h;
   }
 
   static async create(gpu: Gpu, params: readonly NamedGpuTensor[], grads: readonly NamedGpuTensor[], config: AdamWConfig, maxWindow: number): Promise<AdamWRule> {
     const h = adamwHyper(config);
-    const m: GpuBuffer[] = [], v: GpuBuffer[] = [];
-    for (const p of params) {
-      const bytes = 4 * numElements(p.shape);
-      m.push(await gpu.createBuffer(bytes, `${p.name}.exp_avg`));
-      v.push(await gpu.createBuffer(bytes, `${p.name}.exp_avg_sq`));
+    const m: GpuBuffer[] = new Array(params.length), v: GpuBuffer[] = new Array(params.length);
+    const units: UpdateUnit[] = [], owned: GpuBuffer[] = [];
+    // Parameter arenas whose every tensor has its gradient at the same offset of one gradient arena of the same size.
+    const arenas = new Map<number, { root: GpuBuffer; gradRoot: GpuBuffer; members: number[] }>();
+    const alone: number[] = [];
+    params.forEach((p, i) => {
+      const pr = rootOf(p.buffer), gr = rootOf(grads[i].buffer);
+      if (pr.root === p.buffer || pr.offset !== gr.offset || pr.root.size !== gr.root.size) { alone.push(i); return; }
+      const a = arenas.get(pr.root.id) ?? { root: pr.root, gradRoot: gr.root, members: [] };
+      if (a.gradRoot.id !== gr.root.id) { alone.push(i); return; }
+      a.members.push(i);
+      arenas.set(pr.root.id, a);
+    });
+    for (const a of arenas.values()) {
+      const [mRoot, vRoot] = [await gpu.createBuffer(a.root.size, `${a.root.label}.exp_avg`), await gpu.createBuffer(a.root.size, `${a.root.label}.exp_avg_sq`)];
+      owned.push(mRoot, vRoot);
+      for (const i of a.members) {
+        const { offset } = rootOf(params[i].buffer), bytes = params[i].buffer.size;
+        m[i] = await gpu.subBuffer(mRoot, offset, bytes, `${params[i].name}.exp_avg`);
+        v[i] = await gpu.subBuffer(vRoot, offset, bytes, `${params[i].name}.exp_avg_sq`);
+      }
+      units.push({ p: a.root, g: a.gradRoot, m: mRoot, v: vRoot, elements: Math.floor(a.root.size / 4) });
     }
-    return new AdamWRule(gpu, params, grads, m, v, maxWindow, h);
+    for (const i of alone) {
+      const bytes = 4 * numElements(params[i].shape);
+      m[i] = await gpu.createBuffer(bytes, `${params[i].name}.exp_avg`);
+      v[i] = await gpu.createBuffer(bytes, `${params[i].name}.exp_avg_sq`);
+      owned.push(m[i], v[i]);
+      units.push({ p: params[i].buffer, g: grads[i].buffer, m: m[i], v: v[i], elements: numElements(params[i].shape) });
+    }
+    return new AdamWRule(gpu, params, m, v, units, owned, maxWindow, h);
   }
 
   get lr(): number { return this.hyper.lr; }
@@ -81,24 +124,21 @@ export class AdamWRule implements UpdateRule {
 
   record(scalars: GpuBuffer): void {
     const k = this.gpu.kernel(shaderSource('optim_adamw'));
-    this.params.forEach((p, i) => {
-      for (const w of elementWindows(numElements(p.shape), this.maxWindow)) {
+    for (const u of this.units) {
+      for (const w of elementWindows(u.elements, this.maxWindow)) {
         const r = windowRange(w);
         const bind = (buffer: GpuBuffer) => ({ buffer, ...r });
-        this.gpu.dispatch(
-          k, [scalars, bind(p.buffer), bind(this.grads[i].buffer), bind(this.expAvg[i]), bind(this.expAvgSq[i])],
-          packParams([w.count]), grid1d(Math.ceil(w.count / 256)),
-        );
+        this.gpu.dispatch(k, [scalars, bind(u.p), bind(u.g), bind(u.m), bind(u.v)], packParams([w.count]), grid1d(Math.ceil(w.count / 256)));
       }
-    });
+    }
   }
 
   resetState(): void {
-    for (const b of [...this.expAvg, ...this.expAvgSq]) fillZero(this.gpu, b);
+    for (const b of this.owned) fillZero(this.gpu, b);
   }
 
   buffers(): GpuBuffer[] {
-    return [...this.expAvg, ...this.expAvgSq];
+    return [...this.owned];
   }
 
   state(): Map<string, NamedGpuTensor> {

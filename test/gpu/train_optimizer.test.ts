@@ -7,6 +7,7 @@ import { adamwHyper, adamwReference } from '../../src/train/optimizer_adamw.ts';
 import { sgdHyper, sgdReference } from '../../src/train/optimizer_sgd.ts';
 import { parseSafetensors } from '../../src/model/weights/safetensors.ts';
 import { toFloat32 } from '../../src/model/weights/dtype.ts';
+import { allocateArenas, planArenas } from '../../src/model/weight_arena.ts';
 import { assert, assertEquals, assertRejects, FIXTURES, maxAbsDiff, randomFloats, testGpu } from './helpers.ts';
 
 type Host = Map<string, { shape: number[]; data: Float32Array }>;
@@ -276,4 +277,45 @@ Deno.test('reset() zeroes the state and the step count: the next step is a fresh
   assert(worst <= 2e-7, `max |diff| ${worst}`);
   opt.release();
   release(gpu, p, g);
+});
+
+Deno.test('AdamW over parameter arenas (one dispatch per window, padding included) gives the bits of the per-tensor update', async () => {
+  const gpu = await testGpu();
+  const { params, grads } = randomSet(23); // odd sizes: the arena has padding between tensors
+  const names = [...params.keys()];
+  /** The same tensors in one arena (and gradients in another of the same layout), as the trainer keeps them. */
+  const arenaUpload = async (host: Host, label: string) => {
+    const plan = planArenas(names.map((n) => host.get(n)!.data.byteLength), gpu.caps.maxBufferSize);
+    const { arenas, groups } = await allocateArenas(gpu, plan, names, label);
+    const out = new Map<string, NamedGpuTensor>();
+    names.forEach((n, i) => { gpu.write(groups[i], host.get(n)!.data); out.set(n, { name: n, shape: host.get(n)!.shape, buffer: groups[i] }); });
+    return { out, arenas };
+  };
+  const cfg: OptimizerConfig = { type: 'adamw', lr: 1e-2, weightDecay: 0.1 };
+  const run = async (arena: boolean, maxBindingBytes?: number) => {
+    const pa = arena ? await arenaUpload(params, 'params') : { out: await upload(gpu, params, ''), arenas: [] };
+    const ga = arena ? await arenaUpload(grads[0], 'grads') : { out: await upload(gpu, grads[0], '.grad'), arenas: [] };
+    const opt = await Optimizer.create(gpu, pa.out, ga.out, cfg, { maxBindingBytes });
+    let dispatches = 0;
+    for (let t = 0; t < 3; t++) {
+      for (const [n, x] of grads[t]) gpu.write(ga.out.get(n)!.buffer, x.data);
+      const before = gpu.stats().dispatches;
+      opt.record();
+      await opt.finish();
+      dispatches = gpu.stats().dispatches - before;
+    }
+    const got = await download(gpu, pa.out);
+    const state = await download(gpu, opt.state());
+    for (const b of [...pa.arenas, ...ga.arenas]) gpu.destroyBuffer(b);
+    if (!arena) release(gpu, pa.out, ga.out);
+    opt.release();
+    return { got, state, dispatches };
+  };
+  const perTensor = await run(false);
+  for (const window of [undefined, 4 * 4096]) {
+    const flat = await run(true, window);
+    for (const [n, a] of perTensor.got) assertEquals(maxAbsDiff(a, flat.got.get(n)!), 0, `${n} (window ${window})`);
+    for (const [n, a] of perTensor.state) assertEquals(maxAbsDiff(a, flat.state.get(n)!), 0, `${n} (window ${window})`);
+    if (window === undefined) assert(flat.dispatches < perTensor.dispatches, `arena: ${flat.dispatches} dispatches vs ${perTensor.dispatches} per tensor`);
+  }
 });
