@@ -17,7 +17,7 @@ import { rootOf, type BufferBinding, type Gpu, type GpuBuffer } from '../gpu/gpu
 import type { RemoteGpu } from '../gpu/remote.ts';
 import type { BufferHandle } from '../gpu/remote_protocol.ts';
 import type { OptGpuWeights } from '../model/gpu_weights.ts';
-import { copyFullIntoShard, type PlainCopy } from '../model/tensor_parallel.ts';
+import { copyFullIntoShard, copyShardsInOneDispatch, type PlainCopy, shardCopyGeometry } from '../model/tensor_parallel.ts';
 
 export type { BufferHandle } from '../gpu/remote_protocol.ts';
 
@@ -143,19 +143,30 @@ export function weightTensors(weights: OptGpuWeights): Record<string, TensorRef>
  * that depends on the weights (the engine's prefix cache). Returns the bytes copied and the copy commands used.
  */
 export function copyIntoWeights(gpu: Gpu, opened: OpenedTensors, weights: OptGpuWeights): { bytes: number; copies: number } {
-  let bytes = 0;
-  const plain: PlainCopy[] = [];
-  for (const name of weights.locations.keys()) {
+  const items = [...weights.locations.keys()].map((name) => {
     const t = opened.tensors.get(name);
     if (!t) throw new InvalidInputError(`the exported tensors have no ${name}`);
-    // A plain device copy where the model holds the whole tensor in the same element type; a kernel for a
-    // tensor-parallel shard or another element type (copyFullIntoShard chooses).
-    bytes += copyFullIntoShard(gpu, t, t.dtype === 'f16' ? 'f16' : 'f32', weights, name, plain);
-  }
+    return { name, src: t, srcDtype: (t.dtype === 'f16' ? 'f16' : 'f32') as 'f16' | 'f32' };
+  });
+  const bytes = items.reduce((s, it) => s + weights.locations.get(it.name)!.byteLength, 0);
+  // Plain copies where the model holds the whole tensor in the same element type, merged where contiguous.
+  const geometry = items.map((it) => shardCopyGeometry(it.src, it.srcDtype, weights, it.name));
+  const plain = items.flatMap((it, i) => geometry[i].plain ? [{
+    src: it.src.buffer, srcOffset: (it.src.offset ?? 0) + geometry[i].srcBase * geometry[i].srcElem,
+    dst: geometry[i].loc.buffer, dstOffset: geometry[i].loc.byteOffset, size: geometry[i].loc.byteLength,
+  }] : []);
   const merged = mergeCopies(plain);
+  const kernels = items.length - plain.length;
+  // More than one command (a tensor-parallel shard, another element type): everything in one dispatch when the
+  // buffers fit one binding each; else a copy or a kernel per tensor (copyFullIntoShard).
+  if (merged.length + kernels > 1 && copyShardsInOneDispatch(gpu, items, weights)) {
+    gpu.flush();
+    return { bytes, copies: 1 };
+  }
   for (const c of merged) gpu.copy(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
+  for (const [i, it] of items.entries()) if (!geometry[i].plain) copyFullIntoShard(gpu, it.src, it.srcDtype, weights, it.name);
   gpu.flush();
-  return { bytes, copies: merged.length + (weights.locations.size - plain.length) };
+  return { bytes, copies: merged.length + kernels };
 }
 
 /**

@@ -1,9 +1,9 @@
 import { ConfigError, WeightMismatchError } from '../errors.ts';
 import type { BufferBinding, Gpu, GpuBuffer } from '../gpu/gpu.ts';
-import { packParams } from '../gpu/gpu.ts';
+import { packParams, rootOf } from '../gpu/gpu.ts';
 import { grid1d, shaderSource } from '../kernels/shader.ts';
 import type { OptConfig } from './config.ts';
-import type { OptGpuWeights } from './gpu_weights.ts';
+import type { OptGpuWeights, TensorLocation } from './gpu_weights.ts';
 import { convertTensor } from './weights/dtype.ts';
 import type { HostTensor, StorageDType } from './weights/types.ts';
 
@@ -132,14 +132,28 @@ export interface PlainCopy {
  * written. Throws WeightMismatchError for an unknown name or a source of the wrong size. With `plainCopies`,
  * a shard that is one contiguous range is not copied but appended there, for the caller to merge and issue.
  */
-export function copyFullIntoShard(
-  gpu: Gpu, src: BufferBinding & { buffer: GpuBuffer }, srcDtype: 'f32' | 'f16', weights: OptGpuWeights, name: string,
-  plainCopies?: PlainCopy[],
-): number {
+/** Where rank weights.tp.rank's shard of full tensor `name` (held by `src`) comes from and goes to. */
+export interface ShardCopyGeometry {
+  loc: TensorLocation;
+  /** The shard is rows x cols elements: row r, column c is source element srcBase + r * srcStride + c (from src.offset). */
+  rows: number;
+  cols: number;
+  srcBase: number;
+  srcStride: number;
+  srcElem: number;
+  dstElem: number;
+  srcBytes: number;
+  /** One contiguous byte range in the same element type: a plain copy does it. */
+  plain: boolean;
+}
+
+/** Validate a full-tensor source against the model's tensor `name` and work out the shard's geometry. */
+export function shardCopyGeometry(src: BufferBinding, srcDtype: 'f32' | 'f16', weights: OptGpuWeights, name: string): ShardCopyGeometry {
   const loc = weights.locations.get(name);
   if (!loc) throw new WeightMismatchError(`the model has no tensor ${name}`);
   const numel = loc.shape.reduce((a, b) => a * b, 1);
-  const srcBytes = numel * (srcDtype === 'f16' ? 2 : 4);
+  const srcElem = srcDtype === 'f16' ? 2 : 4;
+  const srcBytes = numel * srcElem;
   if (src.size !== undefined && src.size !== srcBytes) {
     throw new WeightMismatchError(`${name}: the source holds ${src.size} bytes, the full tensor [${loc.shape}] has ${srcBytes}`);
   }
@@ -161,8 +175,15 @@ export function copyFullIntoShard(
     srcStride = inner;
   }
   if (loc.byteOffset % dstElem !== 0) throw new Error(`${name}: byte offset ${loc.byteOffset} is not element-aligned`);
-  const srcElem = srcDtype === 'f16' ? 2 : 4;
-  if (srcDtype === weights.dtype && axis !== 'columns') {
+  return { loc, rows, cols, srcBase, srcStride, srcElem, dstElem, srcBytes, plain: srcDtype === weights.dtype && axis !== 'columns' };
+}
+
+export function copyFullIntoShard(
+  gpu: Gpu, src: BufferBinding & { buffer: GpuBuffer }, srcDtype: 'f32' | 'f16', weights: OptGpuWeights, name: string,
+  plainCopies?: PlainCopy[],
+): number {
+  const { loc, rows, cols, srcBase, srcStride, srcElem, dstElem, srcBytes, plain } = shardCopyGeometry(src, srcDtype, weights, name);
+  if (plain) {
     // The shard is one contiguous byte range of the source: a plain copy (no binding-size limit applies), made
     // now or handed to the caller (which merges neighbouring copies).
     const copy: PlainCopy = { src: src.buffer, srcOffset: (src.offset ?? 0) + srcBase * srcElem, dst: loc.buffer, dstOffset: loc.byteOffset, size: loc.byteLength };
@@ -186,4 +207,45 @@ export function copyFullIntoShard(
       packParams([n, cols, first - winStart / srcElem, srcStride, loc.byteOffset / dstElem + r0 * cols]), grid1d(Math.ceil((n * cols) / 256)));
   }
   return loc.byteLength;
+}
+
+/** Segments one copy_segments dispatch takes (its params uniform holds a fixed table of them). */
+export const MAX_COPY_SEGMENTS = 256;
+
+/**
+ * Every shard copy of a weight sync in one dispatch (shaders/copy_segments.wgsl): each tensor's shard is a
+ * segment (rows x cols with a source stride, converted to the weights' element type), the source bound as its
+ * whole root buffer (an opened packed bucket) and the destination as the weights' arena. What a tensor-parallel
+ * rank needs instead of one copy or kernel per tensor (wgpu's per-command cost dominates a sync). Returns false,
+ * having recorded nothing, where it does not apply: sources in several buffers or element types, a root over the
+ * per-binding limit (the caller then copies tensor by tensor), too many segments.
+ */
+export function copyShardsInOneDispatch(
+  gpu: Gpu, items: ReadonlyArray<{ name: string; src: BufferBinding & { buffer: GpuBuffer }; srcDtype: 'f32' | 'f16' }>, weights: OptGpuWeights,
+): boolean {
+  if (items.length === 0 || items.length > MAX_COPY_SEGMENTS) return false;
+  const srcDtype = items[0].srcDtype;
+  const srcRoot = rootOf(items[0].src.buffer).root;
+  const first = weights.locations.get(items[0].name);
+  if (!first) return false;
+  const dstRoot = rootOf(first.buffer).root;
+  const limit = gpu.caps.maxStorageBindingSize;
+  if (srcRoot.id === dstRoot.id || srcRoot.size > limit || dstRoot.size > limit) return false;
+  const words = new Uint32Array(4 + 8 * MAX_COPY_SEGMENTS);
+  let total = 0;
+  for (const [i, it] of items.entries()) {
+    const g = shardCopyGeometry(it.src, it.srcDtype, weights, it.name);
+    const s = rootOf(it.src.buffer), d = rootOf(g.loc.buffer);
+    if (it.srcDtype !== srcDtype || s.root.id !== srcRoot.id || d.root.id !== dstRoot.id) return false;
+    const srcStart = s.offset + (it.src.offset ?? 0), dstStart = d.offset + g.loc.byteOffset;
+    if (srcStart % g.srcElem !== 0 || dstStart % g.dstElem !== 0) return false;
+    words.set([total, g.cols, srcStart / g.srcElem + g.srcBase, g.srcStride, dstStart / g.dstElem], 4 + 8 * i);
+    total += g.rows * g.cols;
+  }
+  if (total >= 2 ** 32) return false;
+  words[0] = items.length;
+  words[1] = total;
+  const k = gpu.kernel(shaderSource('copy_segments', { S: srcDtype, D: weights.dtype, MAX_SEGMENTS: String(MAX_COPY_SEGMENTS) }));
+  gpu.dispatch(k, [srcRoot, dstRoot], words, grid1d(Math.ceil(total / 256)));
+  return true;
 }

@@ -3,7 +3,7 @@
 import { ActorDisconnectedError, ConfigError } from '../../src/errors.ts';
 import { DeviceHost } from '../../src/actors/device_host.ts';
 import { RemoteGpu } from '../../src/gpu/remote.ts';
-import { closeTensors, copyIntoWeights, exportHandles, openTensors, type TensorRef } from '../../src/actors/handles.ts';
+import { closeTensors, copyIntoWeights, exportHandles, openTensors, weightTensors } from '../../src/actors/handles.ts';
 import type { Checkpoint } from '../../src/model/weights/types.ts';
 import { uploadWeights } from '../../src/model/gpu_weights.ts';
 import { parseOptConfig } from '../../src/model/config.ts';
@@ -106,14 +106,9 @@ Deno.test('weight sync by handles into tensor-parallel ranks: each rank copies i
   const { ref } = await readReference('opt-tiny');
   const params = { maxTokens: 10, ignoreEos: true };
   const ckpt = await loadCheckpoint(`${FIXTURES}opt-tiny`);
-  // The "trainer": an actor holding the real weights, one f32 buffer per HF tensor, exported per tensor and packed.
+  // The "trainer": an actor holding the real weights in an arena (as a Trainer does), exported per tensor and packed.
   const trainer = await RemoteGpu.connect(host.attach({ actorId: 'trainer-0', virtualGpuUuid: 'GPU-0' }).port);
-  const refs: Record<string, TensorRef> = {};
-  for (const [name, t] of ckpt.tensors) {
-    const buf = await trainer.createBuffer(t.bytes.byteLength, name);
-    trainer.write(buf, t.bytes);
-    refs[name] = { buffer: buf, byteOffset: 0, byteLength: t.bytes.byteLength, dtype: 'f32', shape: t.shape };
-  }
+  const refs = weightTensors(await uploadWeights(trainer, parseOptConfig(ckpt.configJson), ckpt.tensors, 'f32'));
   await trainer.sync();
   const want = await (await LLMEngine.create(host.gpu, ckpt, { numBlocks: 32 })).generate(ref.prompts, params);
   for (const packed of [false, true]) {
@@ -126,7 +121,10 @@ Deno.test('weight sync by handles into tensor-parallel ranks: each rank copies i
     const engine = await LLMEngine.create(ranks[0], zeros, { numBlocks: 32, tensorParallelGpus: ranks });
     for (const [r, rank] of engine.ranks.entries()) {
       const opened = await openTensors(ranks[r], exported);
-      copyIntoWeights(rank.gpu, opened, rank.weights);
+      const { copies } = copyIntoWeights(rank.gpu, opened, rank.weights);
+      // Packed, every shard copy of the rank is one dispatch (copy_segments); per tensor, one command each.
+      if (packed) assertEquals(copies, 1, 'packed: one dispatch per rank');
+      else assert(copies > 1, `per tensor: ${copies} commands`);
       await ranks[r].sync();
       closeTensors(ranks[r], opened);
     }
