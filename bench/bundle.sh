@@ -7,7 +7,7 @@ for f in opt_bench kernel_profile decode_profile engine_bench batch_decode_profi
   node_modules/.bin/deno bundle --quiet -o ".gpu/$f.js" "bench/$f.ts"
 done
 # The actors' benchmarks; remote_bench runs its engine in a worker: pass --worker-module .gpu/model_worker.js
-for f in remote_bench handle_bench; do node_modules/.bin/deno bundle --quiet -o ".gpu/$f.js" "bench/$f.ts"; done
+for f in remote_bench handle_bench host_latency; do node_modules/.bin/deno bundle --quiet -o ".gpu/$f.js" "bench/$f.ts"; done
 node_modules/.bin/deno bundle --quiet -o .gpu/model_worker.js src/actors/model_worker.ts
 # The colocate benchmark's workers and extension are modules of their own (run it with --worker-dir .gpu).
 for f in training_worker engine_worker colocate_extension; do node_modules/.bin/deno bundle --quiet -o ".gpu/$f.js" "src/actors/$f.ts"; done
