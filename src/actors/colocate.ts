@@ -27,7 +27,7 @@ export interface ColocateOptions {
   model?: string;
   /** 0 (default): the training actors zero their weights, as the reference; N: they train N SGD steps instead. */
   trainSteps?: number;
-  /** Export one packed bucket per actor instead of one handle per tensor. */
+  /** Export one handle per actor (its parameter arena, plus an index) instead of one handle per tensor. */
   packed?: boolean;
   /** Memory of each virtual GPU (default: sized from the model, see gpuMemoryFor). */
   gpuMemoryBytes?: number;
@@ -90,12 +90,12 @@ const GPUS = 4;
 const FRACTION = 0.4;
 
 /**
- * Virtual GPU memory that fits one training actor at 0.4 (parameters + gradients + activations, plus a bucket
- * when packed) and leaves an engine rank at 0.4 a modest KV cache: the cluster's budgets are real limits, and on
- * a CPU WebGPU every reserved byte is host memory.
+ * Virtual GPU memory that fits one training actor at 0.4 (parameters + gradients + activations; a packed export
+ * is zero-copy, it needs nothing more) and leaves an engine rank at 0.4 a modest KV cache: the cluster's budgets
+ * are real limits, and on a CPU WebGPU every reserved byte is host memory.
  */
-export function gpuMemoryFor(parameterBytes: number, packed: boolean): number {
-  const trainer = parameterBytes * (packed ? 3 : 2) * 1.25 + 32 * 2 ** 20;
+export function gpuMemoryFor(parameterBytes: number): number {
+  const trainer = parameterBytes * 2 * 1.25 + 32 * 2 ** 20;
   const mib = 2 ** 20;
   return Math.ceil(trainer / FRACTION / (64 * mib)) * 64 * mib;
 }
@@ -142,7 +142,7 @@ export async function runColocate(opts: ColocateOptions = {}): Promise<ColocateR
   try {
     lap('device');
     const parameterBytes = await parameterBytesOf(model);
-    const theCluster = Cluster.create({ gpus: GPUS, gpuMemoryBytes: opts.gpuMemoryBytes ?? gpuMemoryFor(parameterBytes, packed), seed: 'colocate' });
+    const theCluster = Cluster.create({ gpus: GPUS, gpuMemoryBytes: opts.gpuMemoryBytes ?? gpuMemoryFor(parameterBytes), seed: 'colocate' });
     const thePg = theCluster.placementGroup(Array.from({ length: GPUS }, () => ({ GPU: 1, CPU: 0 })), { strategy: 'PACK' });
     await thePg.ready();
     cluster = theCluster;
