@@ -187,9 +187,9 @@ export class OptTrainingModel {
       attention: { probs: await f32(attnFloats, 'attn.probs'), grads: await f32(attnFloats, 'attn.grads'), floats: attnFloats },
       lnStats: await f32(2 * Tm, 'ln.stats'),
       colsum: await f32(columnSumScratch(Tm, Math.max(F, 3 * H, D)), 'colsum.partials'),
-      // Two K slices of the largest product with too few tiles for the GPU: dW of fc1/fc2 (F x H) and, once the
-      // batch has more tokens than F, dX of the N = H layers (Tm x H: 192 tiles at 8 x 512, 1.45 waves on an H100).
-      split: { scratch: await f32(2 * Math.max(F, Tm) * H, 'matmul.splitK'), floats: 2 * Math.max(F, Tm) * H },
+      // Up to four K slices of the largest product with too few tiles for the GPU (matmul.ts): dW of fc1/fc2
+      // (F x H) and, once the batch has more tokens than F, dX of the N = H layers (Tm x H: 192 tiles at 8 x 512).
+      split: { scratch: await f32(4 * Math.max(F, Tm) * H, 'matmul.splitK'), floats: 4 * Math.max(F, Tm) * H },
       dummy: await f32(4, 'dummy'),
     };
     return new OptTrainingModel(gpu, config, params, grads, [...paramArenas.arenas, ...gradArenas.arenas], buf, Tm, logitRows);
