@@ -49,21 +49,41 @@ export interface MatmulArgs {
 
 export const MATMUL_TILE = 128;
 /**
- * Output tiles below which split-K is used: four waves of workgroups on a 132-SM H100 (one 256-thread workgroup
- * of this kernel fits an SM at a time, so a fractional last wave idles part of the GPU: 192 tiles run as 1.45
- * waves; split four ways, 4.4).
+ * Split-K choice by a small cost model of the GPU the kernel was tuned on (an H100: WebGPU does not expose the SM
+ * count). One 256-thread workgroup of this kernel fits an SM at a time (its 8 x 8 register block and operand
+ * fragments need ~160 registers a thread), so a call runs in waves of SMS workgroups and a fractional last wave
+ * idles part of the GPU: M = 4096, N = 768 is 192 tiles, 1.45 waves. Cost of s slices: waves x (k per slice +
+ * per-workgroup overhead) at the measured per-SM rate, plus the ordered reduction's traffic. Measured on the
+ * H100 (train_profile): dX at N = 768 is fastest in 2 slices (3 lost), dW of fc1 / fc2 gains up to 4-5.
  */
-const SPLIT_TARGET_TILES = 528;
-/** Fewest k values per split. */
-const SPLIT_MIN_K = 256;
+const SMS = 132;
+/** Per-workgroup prologue and epilogue, in k values of a 128 x 128 tile. */
+const WG_OVERHEAD_K = 32;
+/** µs per k value of one 128 x 128 tile on one SM (~20 TFLOP/s over 132 SMs). */
+const US_PER_TILE_K = (2 * MATMUL_TILE * MATMUL_TILE) / (20e12 / SMS) * 1e6;
+/** Bytes per µs the reduction reads and writes at (~2.5 TB/s), and its dispatch cost (µs). */
+const REDUCE_BYTES_PER_US = 2.5e6;
+const REDUCE_US = 8;
+/** Fewest k values per slice, and most slices. */
+const SPLIT_MIN_K = 128;
+const MAX_SPLITS = 16;
 
 /** How many k slices a call would use (1 = no split). */
 export function splitCount(M: number, N: number, K: number, scratchFloats: number): number {
   const tiles = Math.ceil(M / MATMUL_TILE) * Math.ceil(N / MATMUL_TILE);
-  if (tiles >= SPLIT_TARGET_TILES) return 1;
-  const want = Math.min(Math.ceil(SPLIT_TARGET_TILES / tiles), Math.floor(K / SPLIT_MIN_K), Math.floor(scratchFloats / (M * N)));
-  if (want < 2) return 1;
-  return Math.ceil(K / (Math.ceil(K / want / 16) * 16));
+  const maxSplits = Math.min(MAX_SPLITS, Math.floor(K / SPLIT_MIN_K), Math.floor(scratchFloats / (M * N)));
+  const cost = (s: number) => {
+    const kSlice = Math.ceil(K / s / 16) * 16;
+    const waves = Math.ceil((tiles * s) / SMS);
+    const reduce = s > 1 ? ((s + 1) * M * N * 4) / REDUCE_BYTES_PER_US + REDUCE_US : 0;
+    return waves * (kSlice + WG_OVERHEAD_K) * US_PER_TILE_K + reduce;
+  };
+  const costs = Array.from({ length: Math.max(1, maxSplits) }, (_, i) => cost(i + 1));
+  const best = Math.min(...costs);
+  // The most slices within 0.5% of the best: near-ties go to the fuller GPU (measured slightly faster).
+  let pick = 1;
+  costs.forEach((c, i) => { if (c <= best * 1.005) pick = i + 1; });
+  return pick;
 }
 
 /** The tiled matmul of train_matmul.wgsl (deterministic: every output has one owner, a fixed k order). */
