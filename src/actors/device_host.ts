@@ -93,6 +93,12 @@ export interface DeviceHostOptions {
   heartbeatMs?: number;
   /** Detach an actor the host has not heard from for this long (ms; default 60000; Infinity: never). */
   livenessTimeoutMs?: number;
+  /**
+   * Time batches with timestamp queries and charge what they took (default true). false: the fair queue charges
+   * each list its command count at a fixed estimate — the order then depends on the weights and the lists alone,
+   * not on measurement noise (tests of the ordering use it; GPU-time sharing needs the measurements).
+   */
+  measureGpuTime?: boolean;
 }
 
 export interface Attached {
@@ -137,6 +143,8 @@ export interface HostStats {
   openViews: number;
   kernels: number;
   bindGroups: number;
+  /** Command lists received and waiting in the fair queue. */
+  queuedLists: number;
 }
 
 interface OwnEntry {
@@ -282,12 +290,14 @@ export class DeviceHost implements HostControl {
   private tick: MessageChannel | null = null;
   /** How long one drain may run before yielding to let other actors' lists arrive. */
   quantumMs = 4;
+  private readonly measureGpuTime: boolean;
   /** Every executed command list's actor, in order, when set (fair-queue tests). */
   executionLog: number[] | null = null;
 
   constructor(gpu: LocalGpu, opts: DeviceHostOptions = {}) {
     this.gpu = gpu;
     this.gpuWindowMs = opts.gpuWindowMs ?? 30;
+    this.measureGpuTime = opts.measureGpuTime ?? true;
     this.heartbeatMs = opts.heartbeatMs ?? 5000;
     this.livenessTimeoutMs = opts.livenessTimeoutMs ?? 60_000;
     if (!(this.gpuWindowMs > 0)) throw new InvalidInputError(`DeviceHost: gpuWindowMs must be > 0, got ${this.gpuWindowMs}`);
@@ -404,6 +414,7 @@ export class DeviceHost implements HostControl {
         servedCost: c.servedCost, gpuTimeMs: c.gpuTimeMs, completedLists: c.completedLists, msPerCommand: c.msPerCommand,
       })),
       buffers: this.registry.size, exportedBuffers: exported, openViews: views, kernels: g.kernels, bindGroups: g.bindGroups,
+      queuedLists: this.queue.size,
     };
   }
 
@@ -505,7 +516,7 @@ export class DeviceHost implements HostControl {
       // dispatches (the timestamps bracket compute passes: copies and writes between them are not measured).
       // Not timing a copy-only batch (a weight sync) also spares the actor a wait: the readback's mapAsync blocks
       // Deno's thread until the GPU is idle, so the host would answer it only once its copies had finished.
-      const timed = this.partiesAttached() > 1 && hasDispatches(entry.item.msg);
+      const timed = this.measureGpuTime && this.partiesAttached() > 1 && hasDispatches(entry.item.msg);
       if (timed) this.gpu.beginTimedSpan();
       for (let e: FairShareEntry<QueueItem> | undefined = entry; e; ) {
         this.run(batch, e);
@@ -515,7 +526,7 @@ export class DeviceHost implements HostControl {
         }
         const next = this.queue.peek();
         if (!next || next.item.client !== c || next.item.msg === 'bye' || this.allocating || !this.clients.has(c.id)) break;
-        if (timed !== (this.partiesAttached() > 1 && hasDispatches(next.item.msg))) break;
+        if (timed !== (this.measureGpuTime && this.partiesAttached() > 1 && hasDispatches(next.item.msg))) break;
         if (this.contended() && this.inFlightMs + batch.predictedMs + next.costEstimate >= this.gpuWindowMs) break;
         if (this.holdFor(next)) break;
         e = this.queue.dequeue();

@@ -214,7 +214,9 @@ Deno.test('budgets: createBuffer beyond the actor budget is an ActorOutOfMemoryE
 
 Deno.test('fair queue: backlogged actors at weights 0.4 / 0.6 are served 40 / 60', opts, async () => {
   // The policy is src/cluster/fair_share.ts (tested there); here, the host's use of it: both actors queue 200 equal lists while it is paused; the order it runs them in follows the weights.
-  const host = await sharedHost();
+  // Lists are charged at their command counts (measureGpuTime: false): timestamps of such tiny dispatches on a
+  // loaded CPU device are noise that would reorder them (GPU-time shares are actors_fair_share.test.ts's).
+  const host = await DeviceHost.create({}, { measureGpuTime: false });
   const a = await actor(host, 'fair-a', 'GPU-0', { weight: 0.4 }), b = await actor(host, 'fair-b', 'GPU-0', { weight: 0.6 });
   const [ba, bb] = [await a.createBuffer(256, 'x'), await b.createBuffer(256, 'y')];
   const [oa, ob] = [await a.createBuffer(256, 'x.out'), await b.createBuffer(256, 'y.out')];
@@ -227,7 +229,11 @@ Deno.test('fair queue: backlogged actors at weights 0.4 / 0.6 are served 40 / 60
     b.flush();
   }
   const done = Promise.all([a.sync(), b.sync()]);
-  await new Promise((r) => setTimeout(r, 100)); // every list has reached the host's queue
+  // Every list (and both syncs) in the host's queue before it runs any: then the order is the fair queue's alone.
+  for (const until = performance.now() + 20_000; host.stats().queuedLists < 402 && performance.now() < until;) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assertEquals(host.stats().queuedLists, 402, 'all lists queued while paused');
   host.resume();
   await done;
   const log = host.executionLog;
@@ -240,4 +246,5 @@ Deno.test('fair queue: backlogged actors at weights 0.4 / 0.6 are served 40 / 60
   assert(Math.abs(shareA - 0.4) <= 0.05, `share ${shareA}`);
   a.destroy();
   b.destroy();
+  host.destroy();
 });
