@@ -25,8 +25,10 @@ const ids = Array.from({ length: B }, () => Array.from({ length: L }, () => { x 
 await trainer.step(ids); // warm: pipelines compiled, bind groups cached
 
 // The model's phases are private: reach them for this measurement only.
-type Phases = { pack(b: unknown): PackedBatch; forward(p: PackedBatch): void; headAndLoss(p: PackedBatch, s: number | null): void; backward(p: PackedBatch): void };
-const model = trainer.model as OptTrainingModel & Phases;
+type Phases = Pick<OptTrainingModel, 'zeroGrads'> & {
+  pack(b: unknown): PackedBatch; forward(p: PackedBatch): void; headAndLoss(p: PackedBatch, s: number | null): void; backward(p: PackedBatch): void;
+};
+const model = trainer.model as unknown as Phases;
 model.zeroGrads();
 const pk = model.pack({ ids });
 const phases: Array<[string, () => void]> = [

@@ -516,7 +516,7 @@ export class DeviceHost implements HostControl {
       // dispatches (the timestamps bracket compute passes: copies and writes between them are not measured).
       // Not timing a copy-only batch (a weight sync) also spares the actor a wait: the readback's mapAsync blocks
       // Deno's thread until the GPU is idle, so the host would answer it only once its copies had finished.
-      const timed = this.measureGpuTime && this.partiesAttached() > 1 && hasDispatches(entry.item.msg);
+      const timed = this.shouldTime(entry.item.msg);
       if (timed) this.gpu.beginTimedSpan();
       for (let e: FairShareEntry<QueueItem> | undefined = entry; e; ) {
         this.run(batch, e);
@@ -526,7 +526,7 @@ export class DeviceHost implements HostControl {
         }
         const next = this.queue.peek();
         if (!next || next.item.client !== c || next.item.msg === 'bye' || this.allocating || !this.clients.has(c.id)) break;
-        if (timed !== (this.measureGpuTime && this.partiesAttached() > 1 && hasDispatches(next.item.msg))) break;
+        if (timed !== this.shouldTime(next.item.msg)) break;
         if (this.contended() && this.inFlightMs + batch.predictedMs + next.costEstimate >= this.gpuWindowMs) break;
         if (this.holdFor(next)) break;
         e = this.queue.dequeue();
@@ -597,6 +597,11 @@ export class DeviceHost implements HostControl {
       if (this.queue.nextStartOf(String(y.id)) < next.startTag) return true;
     }
     return false;
+  }
+
+  /** Whether a batch starting with (or continuing into) this list is timed: see drain(). */
+  private shouldTime(msg: CommandMessage | 'bye'): boolean {
+    return this.measureGpuTime && msg !== 'bye' && hasDispatches(msg) && this.partiesAttached() > 1;
   }
 
   /** How many parties (an actor, or a whole tensor-parallel group) are attached. */

@@ -146,14 +146,13 @@ export function copyIntoWeights(gpu: Gpu, opened: OpenedTensors, weights: OptGpu
   const items = [...weights.locations.keys()].map((name) => {
     const t = opened.tensors.get(name);
     if (!t) throw new InvalidInputError(`the exported tensors have no ${name}`);
-    return { name, src: t, srcDtype: (t.dtype === 'f16' ? 'f16' : 'f32') as 'f16' | 'f32' };
+    const srcDtype: 'f16' | 'f32' = t.dtype === 'f16' ? 'f16' : 'f32';
+    return { name, src: t, srcDtype, geometry: shardCopyGeometry(t, srcDtype, weights, name) };
   });
-  const bytes = items.reduce((s, it) => s + weights.locations.get(it.name)!.byteLength, 0);
+  const bytes = items.reduce((s, it) => s + it.geometry.loc.byteLength, 0);
   // Plain copies where the model holds the whole tensor in the same element type, merged where contiguous.
-  const geometry = items.map((it) => shardCopyGeometry(it.src, it.srcDtype, weights, it.name));
-  const plain = items.flatMap((it, i) => geometry[i].plain ? [{
-    src: it.src.buffer, srcOffset: (it.src.offset ?? 0) + geometry[i].srcBase * geometry[i].srcElem,
-    dst: geometry[i].loc.buffer, dstOffset: geometry[i].loc.byteOffset, size: geometry[i].loc.byteLength,
+  const plain = items.flatMap(({ src, geometry: g }) => g.plain ? [{
+    src: src.buffer, srcOffset: (src.offset ?? 0) + g.srcBase * g.srcElem, dst: g.loc.buffer, dstOffset: g.loc.byteOffset, size: g.loc.byteLength,
   }] : []);
   const merged = mergeCopies(plain);
   const kernels = items.length - plain.length;
@@ -164,7 +163,7 @@ export function copyIntoWeights(gpu: Gpu, opened: OpenedTensors, weights: OptGpu
     return { bytes, copies: 1 };
   }
   for (const c of merged) gpu.copy(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
-  for (const [i, it] of items.entries()) if (!geometry[i].plain) copyFullIntoShard(gpu, it.src, it.srcDtype, weights, it.name);
+  for (const it of items) if (!it.geometry.plain) copyFullIntoShard(gpu, it.src, it.srcDtype, weights, it.name);
   gpu.flush();
   return { bytes, copies: merged.length + kernels };
 }

@@ -150,25 +150,29 @@ export class LocalGpu implements Gpu {
       // A sub-buffer owns no memory: forget it (and what was cached for it).
       this.buffers.delete(b.id);
       lb.root.children!.delete(b.id);
-      this.forgetBindings(b.id);
+      this.forgetBindings(new Set([b.id]));
       return;
     }
-    for (const id of lb.children!) {
-      this.buffers.delete(id);
-      this.forgetBindings(id);
-    }
+    for (const id of lb.children!) this.buffers.delete(id);
     // Work already recorded may still use it: submit first, WebGPU defers the free until that work is done.
     this.flush();
     this.buffers.delete(b.id);
     this.bytes -= lb.gpuBuffer.size;
-    this.forgetBindings(b.id);
+    this.forgetBindings(new Set([b.id, ...lb.children!]));
     lb.gpuBuffer.destroy();
   }
 
-  /** Drop cached bind groups that bind buffer `id`, and invalidate recordings that use it. */
-  private forgetBindings(id: number): void {
-    for (const key of [...this.bindGroups.keys()]) if (key.includes(`|${id}@`)) this.bindGroups.delete(key);
-    for (const rec of this.recordings.values()) if (rec.bufferIds.has(id)) rec.valid = false;
+  /** Drop cached bind groups that bind any of these buffers and invalidate recordings that use them, in one pass. */
+  private forgetBindings(ids: ReadonlySet<number>): void {
+    for (const key of [...this.bindGroups.keys()]) {
+      for (const m of key.matchAll(/\|(\d+)@/g)) {
+        if (ids.has(Number(m[1]))) {
+          this.bindGroups.delete(key);
+          break;
+        }
+      }
+    }
+    for (const rec of this.recordings.values()) for (const id of ids) if (rec.bufferIds.has(id)) rec.valid = false;
   }
 
   write(b: GpuBuffer, data: ArrayBufferView, byteOffset = 0): void {
@@ -402,7 +406,7 @@ export class LocalGpu implements Gpu {
     this.noCapture('flush');
     if (!this.encoder) {
       // Writes wait in wgpu's queue for the next submit: submit them now, so a sync covers them and their cost
-      // does not land on whoever submits next (a weight sync after many small writes paid ~3 ms for them).
+      // does not land on whoever submits next (a weight sync after many small writes paid ~1 ms for them).
       if (this.unsubmittedWrites) {
         this.device.queue.submit([]);
         this.unsubmittedWrites = false;

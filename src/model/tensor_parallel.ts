@@ -221,20 +221,20 @@ export const MAX_COPY_SEGMENTS = 256;
  * per-binding limit (the caller then copies tensor by tensor), too many segments.
  */
 export function copyShardsInOneDispatch(
-  gpu: Gpu, items: ReadonlyArray<{ name: string; src: BufferBinding & { buffer: GpuBuffer }; srcDtype: 'f32' | 'f16' }>, weights: OptGpuWeights,
+  gpu: Gpu,
+  items: ReadonlyArray<{ src: BufferBinding & { buffer: GpuBuffer }; srcDtype: 'f32' | 'f16'; geometry: ShardCopyGeometry }>,
+  weights: OptGpuWeights,
 ): boolean {
   if (items.length === 0 || items.length > MAX_COPY_SEGMENTS) return false;
   const srcDtype = items[0].srcDtype;
   const srcRoot = rootOf(items[0].src.buffer).root;
-  const first = weights.locations.get(items[0].name);
-  if (!first) return false;
-  const dstRoot = rootOf(first.buffer).root;
+  const dstRoot = rootOf(items[0].geometry.loc.buffer).root;
   const limit = gpu.caps.maxStorageBindingSize;
   if (srcRoot.id === dstRoot.id || srcRoot.size > limit || dstRoot.size > limit) return false;
   const words = new Uint32Array(4 + 8 * MAX_COPY_SEGMENTS);
   let total = 0;
   for (const [i, it] of items.entries()) {
-    const g = shardCopyGeometry(it.src, it.srcDtype, weights, it.name);
+    const g = it.geometry;
     const s = rootOf(it.src.buffer), d = rootOf(g.loc.buffer);
     if (it.srcDtype !== srcDtype || s.root.id !== srcRoot.id || d.root.id !== dstRoot.id) return false;
     const srcStart = s.offset + (it.src.offset ?? 0), dstStart = d.offset + g.loc.byteOffset;

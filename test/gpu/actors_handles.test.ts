@@ -11,7 +11,7 @@ import { spawnActorWorker } from '../../src/actors/spawn.ts';
 import { ActorOutOfMemoryError, GpuValidationError, HandleDeviceMismatchError, StaleHandleError } from '../../src/errors.ts';
 import { RemoteGpu } from '../../src/gpu/remote.ts';
 import { OptModel } from '../../src/model/opt.ts';
-import { assert, assertEquals, assertRejects, FIXTURES, readReference } from './helpers.ts';
+import { AFFINE, assert, assertEquals, assertRejects, FIXTURES, readReference } from './helpers.ts';
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 let hostPromise: Promise<DeviceHost> | undefined;
@@ -22,16 +22,6 @@ async function actor(host: DeviceHost, actorId: string, virtualGpuUuid = 'GPU-0'
 }
 
 const f32 = (ab: ArrayBuffer) => Array.from(new Float32Array(ab));
-
-/** out[i] = in[i] * 2 + 1 over n = arrayLength(out). */
-const AFFINE = {
-  key: 'test.affine',
-  code: `@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3u) {
-  if (id.x < arrayLength(&dst)) { dst[id.x] = src[id.x] * 2.0 + 1.0; }
-}`,
-};
 
 Deno.test('handles: export, open, zero-copy both ways, in dispatch bindings, sub-ranges; refcounted', opts, async () => {
   const host = await sharedHost();

@@ -79,3 +79,13 @@ export function assertThrows(fn: () => unknown, cls: new (...a: never[]) => Erro
   }
   throw new Error(`expected ${cls.name} to be thrown`);
 }
+
+/** A test kernel: out[i] = in[i] * 2 + 1 over n = arrayLength(out) (bindings 0: read, 1: read_write). */
+export const AFFINE = {
+  key: 'test.affine',
+  code: `@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x < arrayLength(&dst)) { dst[id.x] = src[id.x] * 2.0 + 1.0; }
+}`,
+};

@@ -10,20 +10,10 @@ import type { Gpu } from '../../src/gpu/gpu.ts';
 import { rootOf } from '../../src/gpu/gpu.ts';
 import { LocalGpu } from '../../src/gpu/local.ts';
 import { RemoteGpu } from '../../src/gpu/remote.ts';
-import { assertEquals, assertRejects, assertThrows } from './helpers.ts';
+import { AFFINE, assertEquals, assertRejects, assertThrows } from './helpers.ts';
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const f32 = (ab: ArrayBuffer) => Array.from(new Float32Array(ab));
-
-/** out[i] = in[i] * 2 + 1 over n = arrayLength(out). */
-const AFFINE = {
-  key: 'test.sub.affine',
-  code: `@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3u) {
-  if (id.x < arrayLength(&dst)) { dst[id.x] = src[id.x] * 2.0 + 1.0; }
-}`,
-};
 
 /** The behaviour both implementations share; returns the parent and a sub-buffer for implementation-specific checks. */
 async function exercise(gpu: Gpu, what: string) {
