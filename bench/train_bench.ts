@@ -3,9 +3,10 @@
  * values): the same work as ../shared/peers/hf_opt_bench.py's train mode (zero_grad, forward with
  * labels=input_ids, backward, AdamW(lr=1e-4, weight decay 0.01) over every parameter; random ids in [4, 50000)).
  *
+ *   queued:     Trainer.steps over 5 batches, one readback after the last (the peer's protocol: 5 steps, one
+ *               sync), ms per step, median of --steps such calls. The figure compared with the peer.
  *   step:       Trainer.step, median over --steps after --warmup steps; includes the one readback a step makes
- *               (loss + grad norm: Deno notices finished GPU work on a ~10 ms timer, DESIGN.md). The peer syncs
- *               once after its 5 steps instead.
+ *               (loss + grad norm: Deno notices finished GPU work on a ~10 ms timer, DESIGN.md).
  *   breakdown:  forward + loss alone (Trainer.loss, one readback), and the optimizer alone (grad norm + AdamW
  *               over 125M parameters, one readback), to name the bottleneck; backward ~= step - both.
  *   memory:     gpu.stats().peakBytesAllocated over the whole run (parameters, gradients, AdamW state,
@@ -68,6 +69,19 @@ for (let i = 0; i < warmup + steps; i++) {
   losses.push(r.loss);
 }
 const stepMs = median(times);
+// The peer's protocol: five steps queued, one sync.
+const queued: number[] = [];
+for (let i = 0; i < steps; i++) {
+  const s = performance.now();
+  const rs = await trainer.steps([ids, ids, ids, ids, ids]);
+  const ms = (performance.now() - s) / 5;
+  log(`5 queued steps: ${ms.toFixed(1)} ms per step, losses ${rs.map((r) => r.loss.toFixed(4)).join(' ')}`);
+  queued.push(ms);
+}
+res.train_fp32_queued = {
+  ms_per_step: +median(queued).toFixed(1), tok_per_s: +((B * L) / (median(queued) / 1e3)).toFixed(1),
+  all_ms: queued.map((t) => +t.toFixed(1)), note: 'Trainer.steps over 5 batches, one readback (the peer: 5 steps, one sync)',
+};
 res.train_fp32_step = {
   ms_per_step: +stepMs.toFixed(1), tok_per_s: +((B * L) / (stepMs / 1e3)).toFixed(1),
   all_ms: times.map((t) => +t.toFixed(1)), note: 'Trainer.step: forward, loss, backward, grad norm, AdamW, one readback',

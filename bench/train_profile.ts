@@ -29,6 +29,7 @@ type Phases = Pick<OptTrainingModel, 'zeroGrads'> & {
   pack(b: unknown): PackedBatch; forward(p: PackedBatch): void; headAndLoss(p: PackedBatch, s: number | null): void; backward(p: PackedBatch): void;
 };
 const model = trainer.model as unknown as Phases;
+trainer.model.submitPerLayer = false; // a capture holds no submit
 model.zeroGrads();
 const pk = model.pack({ ids });
 const phases: Array<[string, () => void]> = [

@@ -3,6 +3,8 @@
 // scalars: the global L2 norm, the clip coefficient (torch.nn.utils.clip_grad_norm_: max_norm / (norm + 1e-6),
 // at most 1; exactly 1 without clipping) and whether the step may update the weights (norm and, when given,
 // the losses are finite). The update kernels read that flag, so a NaN/Inf step never touches weights or state.
+// scalars[3] is sticky: once a step is not finite it is set, and later steps queued behind it (Trainer.steps
+// records several before reading any back) do not update either, until the host clears it.
 struct Params {
   num_tensors: u32,
   max_norm: f32,     // 0: no clipping
@@ -17,7 +19,8 @@ struct Range {
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 @group(0) @binding(2) var<storage, read> ranges: array<Range>;
 @group(0) @binding(3) var<storage, read_write> tensor_sumsq: array<f32>;
-// [0] norm, [1] clip coefficient, [2] 1.0 if the update may run else 0.0; the rest is the update rule's.
+// [0] norm, [1] clip coefficient, [2] 1.0 if the update may run else 0.0, [3] halted (sticky); the rest is the
+// update rule's.
 @group(0) @binding(4) var<storage, read_write> scalars: array<f32>;
 @group(0) @binding(5) var<storage, read> loss: array<f32>;
 
@@ -51,6 +54,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3u) {
     let norm = sqrt(total);
     var ok = is_finite(total) && is_finite(norm);
     for (var i = 0u; i < p.loss_count; i++) { ok = ok && is_finite(loss[p.loss_index + i]); }
+    ok = ok && scalars[3] == 0.0;
+    if (!ok) { scalars[3] = 1.0; }
     var coef = 1.0;
     if (p.max_norm > 0.0) { coef = min(1.0, p.max_norm / (norm + 1e-6)); }
     scalars[0] = norm;

@@ -7,9 +7,11 @@
 // Batching: workgroup z is batch entry zl = wg.z of a group that starts at global entry zg = z0 + zl; each operand's
 // offset gets (zg / zdiv) * s1 + (zg % zdiv) * s2 + zl * s3 (batch x heads for attention; s3 for scratch that
 // holds only the group).
-// Tiles and reduction order follow linear.wgsl: 128x128 outputs per workgroup of 16x16 threads, each thread an
-// 8x8 register block (rows ty + 16i, columns tx + 16j); K advances 16 at a time through workgroup memory
-// holding both operands as [row][k] vec4s (rows padded to 5 vec4s). Loads are arranged so that neighbouring
+// Tiles and reduction order follow linear.wgsl: TM x TN outputs (128 or 64 each) per workgroup of
+// (TN / 8) x (TM / 8) threads, each thread an 8x8 register block (rows ty + (TM / 8) i, columns tx + (TN / 8) j);
+// K advances 16 at a time through workgroup memory holding both operands as [row][k] vec4s (rows padded to 5
+// vec4s). The tile does not change any output's arithmetic (one fma chain over k in order): smaller tiles only
+// fill the GPU better where TM x TN tiles would leave a wave part-empty. Loads are arranged so that neighbouring
 // threads read neighbouring addresses whichever index is contiguous. Every output has one owner: deterministic.
 // Split-K (kchunk > 0): workgroup z computes k in [z * kchunk, (z + 1) * kchunk) into its own slice of C (via sC3),
 // and train_matmul_reduce adds the slices in order: deterministic, and it fills the GPU when M x N has few tiles.
@@ -50,11 +52,33 @@ struct Params {
 
 const A_KC: bool = {{A_KC}};
 const B_KC: bool = {{B_KC}};
-const TILE: u32 = 128u;
-const KT: u32 = 16u;     // k values per step
-const STRIDE: u32 = 5u;  // padded row stride in vec4s
-var<workgroup> as_: array<vec4<f32>, 640>;
-var<workgroup> bs_: array<vec4<f32>, 640>;
+const TM: u32 = {{TM}}u;
+const TN: u32 = {{TN}}u;
+const WX: u32 = TN / 8u;          // threads along n
+const WY: u32 = TM / 8u;          // threads along m
+const THREADS: u32 = WX * WY;
+const KT: u32 = 16u;            // k values per step (32 measured no faster on the H100)
+const KQ: u32 = KT / 4u;        // vec4s of k per row per step
+const STRIDE: u32 = KQ + 1u;    // padded row stride in vec4s
+const A_SLOTS: u32 = TM * KQ / THREADS;   // vec4 loads per thread per k step (2 or 4)
+const B_SLOTS: u32 = TN * KQ / THREADS;
+// Two layouts of workgroup memory (UNROLLED chooses; measured on the H100, bench/matmul_bench.ts):
+//  - rows at [r * STRIDE + kq], read in a loop over the k quad: fastest for 64 x 128 tiles;
+//  - rows at [r % WY][(r / WY) * STRIDE + kq], read with constant inner indices in an unrolled loop: 25-35%
+//    faster for 128 x 128 tiles (index bounds checks and address arithmetic are hoisted to one per operand
+//    instead of one per read, which frees ~60 registers).
+//#if LOOPED
+var<workgroup> as_: array<vec4<f32>, TM * STRIDE>;
+var<workgroup> bs_: array<vec4<f32>, TN * STRIDE>;
+//#endif
+//#if UNROLLED
+// Row r of a tile at [r % WY][(r / WY) * STRIDE + kq] (B: WX): a thread's 8 rows are one outer index and
+// constant inner ones, so the compiler needs no per-read index arithmetic; 8 x 5 + 1 vec4s per outer row keeps
+// neighbouring threads' reads on different banks.
+const INNER: u32 = 8u * STRIDE + 1u;
+var<workgroup> as_: array<array<vec4<f32>, INNER>, WY>;
+var<workgroup> bs_: array<array<vec4<f32>, INNER>, WX>;
+//#endif
 
 fn load_a(base: u32, m: u32, k: u32) -> f32 {
   if (m >= p.M || k >= p.K) { return 0.0; }
@@ -68,23 +92,23 @@ fn load_b(base: u32, n: u32, k: u32) -> f32 {
   return b[base + k * p.ldb + n];
 }
 
-// One tile row (of 128) and one quad of k (of 4) for load slot idx in [0, 512): along k when k is contiguous
-// (four threads cover a row's 16 values), along the rows otherwise (128 threads cover 128 neighbouring rows).
-fn slot(idx: u32, kc: bool) -> vec2<u32> {
-  if (kc) { return vec2<u32>(idx / 4u, idx % 4u); }
-  return vec2<u32>(idx % 128u, idx / 128u);
+// One tile row (of rows) and one quad of k (of 4) for load slot idx in [0, 4 rows): along k when k is contiguous
+// (four threads cover a row's 16 values), along the rows otherwise (neighbouring threads, neighbouring rows).
+fn slot(idx: u32, kc: bool, rows: u32) -> vec2<u32> {
+  if (kc) { return vec2<u32>(idx / KQ, idx % KQ); }
+  return vec2<u32>(idx % rows, idx / rows);
 }
 
 // Load slot idx of the A (B) tile at rows m0 (n0), k step k0: four k values of one row.
 fn fetch_a(base: u32, m0: u32, k0: u32, idx: u32) -> vec4<f32> {
-  let sa = slot(idx, A_KC);
+  let sa = slot(idx, A_KC, TM);
   let k = k0 + sa.y * 4u;
   let m = m0 + sa.x;
   return vec4<f32>(load_a(base, m, k), load_a(base, m, k + 1u), load_a(base, m, k + 2u), load_a(base, m, k + 3u));
 }
 
 fn fetch_b(base: u32, n0: u32, k0: u32, idx: u32) -> vec4<f32> {
-  let sb = slot(idx, B_KC);
+  let sb = slot(idx, B_KC, TN);
   let k = k0 + sb.y * 4u;
   let n = n0 + sb.x;
   return vec4<f32>(load_b(base, n, k), load_b(base, n, k + 1u), load_b(base, n, k + 2u), load_b(base, n, k + 3u));
@@ -101,21 +125,41 @@ fn store(m: u32, n: u32, base: u32, acc: f32) {
 
 fn store_row(m: u32, n: u32, base: u32, lo: vec4<f32>, hi: vec4<f32>) {
   store(m, n, base, lo.x);
-  store(m, n + 16u, base, lo.y);
-  store(m, n + 32u, base, lo.z);
-  store(m, n + 48u, base, lo.w);
-  store(m, n + 64u, base, hi.x);
-  store(m, n + 80u, base, hi.y);
-  store(m, n + 96u, base, hi.z);
-  store(m, n + 112u, base, hi.w);
+  store(m, n + WX, base, lo.y);
+  store(m, n + 2u * WX, base, lo.z);
+  store(m, n + 3u * WX, base, lo.w);
+  store(m, n + 4u * WX, base, hi.x);
+  store(m, n + 5u * WX, base, hi.y);
+  store(m, n + 6u * WX, base, hi.z);
+  store(m, n + 7u * WX, base, hi.w);
 }
 
-@compute @workgroup_size(16, 16)
+// Store load slot s (li + s * THREADS) of the A / B tile to workgroup memory.
+fn put_a(li: u32, s: u32, v: vec4<f32>) {
+  let sa = slot(li + s * THREADS, A_KC, TM);
+//#if LOOPED
+  as_[sa.x * STRIDE + sa.y] = v;
+//#endif
+//#if UNROLLED
+  as_[sa.x % WY][(sa.x / WY) * STRIDE + sa.y] = v;
+//#endif
+}
+fn put_b(li: u32, s: u32, v: vec4<f32>) {
+  let sb = slot(li + s * THREADS, B_KC, TN);
+//#if LOOPED
+  bs_[sb.x * STRIDE + sb.y] = v;
+//#endif
+//#if UNROLLED
+  bs_[sb.x % WX][(sb.x / WX) * STRIDE + sb.y] = v;
+//#endif
+}
+
+@compute @workgroup_size(TN / 8u, TM / 8u)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
         @builtin(local_invocation_index) li: u32) {
-  let n0 = wg.x * TILE;
-  let m0 = wg.y * TILE;
-  if ((p.flags & 4u) != 0u && n0 > m0 + TILE - 1u) { return; }
+  let n0 = wg.x * TN;
+  let m0 = wg.y * TM;
+  if ((p.flags & 4u) != 0u && n0 > m0 + TM - 1u) { return; }
   let zl = wg.z;
   let zg = p.z0 + zl;
   let zq = zg / p.zdiv;
@@ -125,7 +169,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let baseC = p.offC + zq * p.sC1 + zr * p.sC2 + zl * p.sC3;
   var kBegin = 0u;
   var kEnd = p.K;
-  if ((p.flags & 8u) != 0u) { kEnd = min(p.K, m0 + TILE); }
+  if ((p.flags & 8u) != 0u) { kEnd = min(p.K, m0 + TM); }
   if ((p.flags & 16u) != 0u) { kBegin = (m0 / KT) * KT; }
   if (p.kchunk > 0u) {
     kBegin = zl * p.kchunk;
@@ -153,43 +197,69 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   var bh: vec4<f32>;
   // Operands of the first k step in registers; each step stores them to workgroup memory and then fetches the
   // next step's while it computes (global load latency hidden behind the fmas; arithmetic unchanged).
+  // Named registers, not arrays (see linear.wgsl); slots 2 and 3 exist when a tile side is 64.
   var pa0 = fetch_a(baseA, m0, kBegin, li);
-  var pa1 = fetch_a(baseA, m0, kBegin, li + 256u);
+  var pa1 = fetch_a(baseA, m0, kBegin, li + THREADS);
+  var pa2 = vec4<f32>();
+  var pa3 = vec4<f32>();
+  if (A_SLOTS > 2u) {
+    pa2 = fetch_a(baseA, m0, kBegin, li + 2u * THREADS);
+    pa3 = fetch_a(baseA, m0, kBegin, li + 3u * THREADS);
+  }
   var pb0 = fetch_b(baseB, n0, kBegin, li);
-  var pb1 = fetch_b(baseB, n0, kBegin, li + 256u);
+  var pb1 = fetch_b(baseB, n0, kBegin, li + THREADS);
+  var pb2 = vec4<f32>();
+  var pb3 = vec4<f32>();
+  if (B_SLOTS > 2u) {
+    pb2 = fetch_b(baseB, n0, kBegin, li + 2u * THREADS);
+    pb3 = fetch_b(baseB, n0, kBegin, li + 3u * THREADS);
+  }
   for (var k0 = kBegin; k0 < kEnd; k0 += KT) {
-    let sa0 = slot(li, A_KC);
-    let sa1 = slot(li + 256u, A_KC);
-    let sb0 = slot(li, B_KC);
-    let sb1 = slot(li + 256u, B_KC);
-    as_[sa0.x * STRIDE + sa0.y] = pa0;
-    as_[sa1.x * STRIDE + sa1.y] = pa1;
-    bs_[sb0.x * STRIDE + sb0.y] = pb0;
-    bs_[sb1.x * STRIDE + sb1.y] = pb1;
+    put_a(li, 0u, pa0);
+    put_a(li, 1u, pa1);
+    if (A_SLOTS > 2u) {
+      put_a(li, 2u, pa2);
+      put_a(li, 3u, pa3);
+    }
+    put_b(li, 0u, pb0);
+    put_b(li, 1u, pb1);
+    if (B_SLOTS > 2u) {
+      put_b(li, 2u, pb2);
+      put_b(li, 3u, pb3);
+    }
     workgroupBarrier();
     if (k0 + KT < kEnd) {
       pa0 = fetch_a(baseA, m0, k0 + KT, li);
-      pa1 = fetch_a(baseA, m0, k0 + KT, li + 256u);
+      pa1 = fetch_a(baseA, m0, k0 + KT, li + THREADS);
+      if (A_SLOTS > 2u) {
+        pa2 = fetch_a(baseA, m0, k0 + KT, li + 2u * THREADS);
+        pa3 = fetch_a(baseA, m0, k0 + KT, li + 3u * THREADS);
+      }
       pb0 = fetch_b(baseB, n0, k0 + KT, li);
-      pb1 = fetch_b(baseB, n0, k0 + KT, li + 256u);
+      pb1 = fetch_b(baseB, n0, k0 + KT, li + THREADS);
+      if (B_SLOTS > 2u) {
+        pb2 = fetch_b(baseB, n0, k0 + KT, li + 2u * THREADS);
+        pb3 = fetch_b(baseB, n0, k0 + KT, li + 3u * THREADS);
+      }
     }
-    for (var q = 0u; q < 4u; q++) {
-      let a0 = as_[(ty + 0u) * STRIDE + q];
-      let a1 = as_[(ty + 16u) * STRIDE + q];
-      let a2 = as_[(ty + 32u) * STRIDE + q];
-      let a3 = as_[(ty + 48u) * STRIDE + q];
-      let a4 = as_[(ty + 64u) * STRIDE + q];
-      let a5 = as_[(ty + 80u) * STRIDE + q];
-      let a6 = as_[(ty + 96u) * STRIDE + q];
-      let a7 = as_[(ty + 112u) * STRIDE + q];
-      let b0 = bs_[(tx + 0u) * STRIDE + q];
-      let b1 = bs_[(tx + 16u) * STRIDE + q];
-      let b2 = bs_[(tx + 32u) * STRIDE + q];
-      let b3 = bs_[(tx + 48u) * STRIDE + q];
-      let b4 = bs_[(tx + 64u) * STRIDE + q];
-      let b5 = bs_[(tx + 80u) * STRIDE + q];
-      let b6 = bs_[(tx + 96u) * STRIDE + q];
-      let b7 = bs_[(tx + 112u) * STRIDE + q];
+//#if LOOPED
+    for (var q = 0u; q < KQ; q++) {
+      let a0 = as_[(ty + 0u * WY) * STRIDE + q];
+      let a1 = as_[(ty + 1u * WY) * STRIDE + q];
+      let a2 = as_[(ty + 2u * WY) * STRIDE + q];
+      let a3 = as_[(ty + 3u * WY) * STRIDE + q];
+      let a4 = as_[(ty + 4u * WY) * STRIDE + q];
+      let a5 = as_[(ty + 5u * WY) * STRIDE + q];
+      let a6 = as_[(ty + 6u * WY) * STRIDE + q];
+      let a7 = as_[(ty + 7u * WY) * STRIDE + q];
+      let b0 = bs_[(tx + 0u * WX) * STRIDE + q];
+      let b1 = bs_[(tx + 1u * WX) * STRIDE + q];
+      let b2 = bs_[(tx + 2u * WX) * STRIDE + q];
+      let b3 = bs_[(tx + 3u * WX) * STRIDE + q];
+      let b4 = bs_[(tx + 4u * WX) * STRIDE + q];
+      let b5 = bs_[(tx + 5u * WX) * STRIDE + q];
+      let b6 = bs_[(tx + 6u * WX) * STRIDE + q];
+      let b7 = bs_[(tx + 7u * WX) * STRIDE + q];
       bl = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
       bh = vec4<f32>(b4.x, b5.x, b6.x, b7.x);
       s0l = fma(vec4<f32>(a0.x), bl, s0l);
@@ -263,14 +333,377 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       s7l = fma(vec4<f32>(a7.w), bl, s7l);
       s7h = fma(vec4<f32>(a7.w), bh, s7h);
     }
+//#endif
+//#if UNROLLED
+    {
+      let a0 = as_[ty][0u * STRIDE + 0u];
+      let a1 = as_[ty][1u * STRIDE + 0u];
+      let a2 = as_[ty][2u * STRIDE + 0u];
+      let a3 = as_[ty][3u * STRIDE + 0u];
+      let a4 = as_[ty][4u * STRIDE + 0u];
+      let a5 = as_[ty][5u * STRIDE + 0u];
+      let a6 = as_[ty][6u * STRIDE + 0u];
+      let a7 = as_[ty][7u * STRIDE + 0u];
+      let b0 = bs_[tx][0u * STRIDE + 0u];
+      let b1 = bs_[tx][1u * STRIDE + 0u];
+      let b2 = bs_[tx][2u * STRIDE + 0u];
+      let b3 = bs_[tx][3u * STRIDE + 0u];
+      let b4 = bs_[tx][4u * STRIDE + 0u];
+      let b5 = bs_[tx][5u * STRIDE + 0u];
+      let b6 = bs_[tx][6u * STRIDE + 0u];
+      let b7 = bs_[tx][7u * STRIDE + 0u];
+      bl = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
+      bh = vec4<f32>(b4.x, b5.x, b6.x, b7.x);
+      s0l = fma(vec4<f32>(a0.x), bl, s0l);
+      s0h = fma(vec4<f32>(a0.x), bh, s0h);
+      s1l = fma(vec4<f32>(a1.x), bl, s1l);
+      s1h = fma(vec4<f32>(a1.x), bh, s1h);
+      s2l = fma(vec4<f32>(a2.x), bl, s2l);
+      s2h = fma(vec4<f32>(a2.x), bh, s2h);
+      s3l = fma(vec4<f32>(a3.x), bl, s3l);
+      s3h = fma(vec4<f32>(a3.x), bh, s3h);
+      s4l = fma(vec4<f32>(a4.x), bl, s4l);
+      s4h = fma(vec4<f32>(a4.x), bh, s4h);
+      s5l = fma(vec4<f32>(a5.x), bl, s5l);
+      s5h = fma(vec4<f32>(a5.x), bh, s5h);
+      s6l = fma(vec4<f32>(a6.x), bl, s6l);
+      s6h = fma(vec4<f32>(a6.x), bh, s6h);
+      s7l = fma(vec4<f32>(a7.x), bl, s7l);
+      s7h = fma(vec4<f32>(a7.x), bh, s7h);
+      bl = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
+      bh = vec4<f32>(b4.y, b5.y, b6.y, b7.y);
+      s0l = fma(vec4<f32>(a0.y), bl, s0l);
+      s0h = fma(vec4<f32>(a0.y), bh, s0h);
+      s1l = fma(vec4<f32>(a1.y), bl, s1l);
+      s1h = fma(vec4<f32>(a1.y), bh, s1h);
+      s2l = fma(vec4<f32>(a2.y), bl, s2l);
+      s2h = fma(vec4<f32>(a2.y), bh, s2h);
+      s3l = fma(vec4<f32>(a3.y), bl, s3l);
+      s3h = fma(vec4<f32>(a3.y), bh, s3h);
+      s4l = fma(vec4<f32>(a4.y), bl, s4l);
+      s4h = fma(vec4<f32>(a4.y), bh, s4h);
+      s5l = fma(vec4<f32>(a5.y), bl, s5l);
+      s5h = fma(vec4<f32>(a5.y), bh, s5h);
+      s6l = fma(vec4<f32>(a6.y), bl, s6l);
+      s6h = fma(vec4<f32>(a6.y), bh, s6h);
+      s7l = fma(vec4<f32>(a7.y), bl, s7l);
+      s7h = fma(vec4<f32>(a7.y), bh, s7h);
+      bl = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
+      bh = vec4<f32>(b4.z, b5.z, b6.z, b7.z);
+      s0l = fma(vec4<f32>(a0.z), bl, s0l);
+      s0h = fma(vec4<f32>(a0.z), bh, s0h);
+      s1l = fma(vec4<f32>(a1.z), bl, s1l);
+      s1h = fma(vec4<f32>(a1.z), bh, s1h);
+      s2l = fma(vec4<f32>(a2.z), bl, s2l);
+      s2h = fma(vec4<f32>(a2.z), bh, s2h);
+      s3l = fma(vec4<f32>(a3.z), bl, s3l);
+      s3h = fma(vec4<f32>(a3.z), bh, s3h);
+      s4l = fma(vec4<f32>(a4.z), bl, s4l);
+      s4h = fma(vec4<f32>(a4.z), bh, s4h);
+      s5l = fma(vec4<f32>(a5.z), bl, s5l);
+      s5h = fma(vec4<f32>(a5.z), bh, s5h);
+      s6l = fma(vec4<f32>(a6.z), bl, s6l);
+      s6h = fma(vec4<f32>(a6.z), bh, s6h);
+      s7l = fma(vec4<f32>(a7.z), bl, s7l);
+      s7h = fma(vec4<f32>(a7.z), bh, s7h);
+      bl = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
+      bh = vec4<f32>(b4.w, b5.w, b6.w, b7.w);
+      s0l = fma(vec4<f32>(a0.w), bl, s0l);
+      s0h = fma(vec4<f32>(a0.w), bh, s0h);
+      s1l = fma(vec4<f32>(a1.w), bl, s1l);
+      s1h = fma(vec4<f32>(a1.w), bh, s1h);
+      s2l = fma(vec4<f32>(a2.w), bl, s2l);
+      s2h = fma(vec4<f32>(a2.w), bh, s2h);
+      s3l = fma(vec4<f32>(a3.w), bl, s3l);
+      s3h = fma(vec4<f32>(a3.w), bh, s3h);
+      s4l = fma(vec4<f32>(a4.w), bl, s4l);
+      s4h = fma(vec4<f32>(a4.w), bh, s4h);
+      s5l = fma(vec4<f32>(a5.w), bl, s5l);
+      s5h = fma(vec4<f32>(a5.w), bh, s5h);
+      s6l = fma(vec4<f32>(a6.w), bl, s6l);
+      s6h = fma(vec4<f32>(a6.w), bh, s6h);
+      s7l = fma(vec4<f32>(a7.w), bl, s7l);
+      s7h = fma(vec4<f32>(a7.w), bh, s7h);
+    }
+    {
+      let a0 = as_[ty][0u * STRIDE + 1u];
+      let a1 = as_[ty][1u * STRIDE + 1u];
+      let a2 = as_[ty][2u * STRIDE + 1u];
+      let a3 = as_[ty][3u * STRIDE + 1u];
+      let a4 = as_[ty][4u * STRIDE + 1u];
+      let a5 = as_[ty][5u * STRIDE + 1u];
+      let a6 = as_[ty][6u * STRIDE + 1u];
+      let a7 = as_[ty][7u * STRIDE + 1u];
+      let b0 = bs_[tx][0u * STRIDE + 1u];
+      let b1 = bs_[tx][1u * STRIDE + 1u];
+      let b2 = bs_[tx][2u * STRIDE + 1u];
+      let b3 = bs_[tx][3u * STRIDE + 1u];
+      let b4 = bs_[tx][4u * STRIDE + 1u];
+      let b5 = bs_[tx][5u * STRIDE + 1u];
+      let b6 = bs_[tx][6u * STRIDE + 1u];
+      let b7 = bs_[tx][7u * STRIDE + 1u];
+      bl = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
+      bh = vec4<f32>(b4.x, b5.x, b6.x, b7.x);
+      s0l = fma(vec4<f32>(a0.x), bl, s0l);
+      s0h = fma(vec4<f32>(a0.x), bh, s0h);
+      s1l = fma(vec4<f32>(a1.x), bl, s1l);
+      s1h = fma(vec4<f32>(a1.x), bh, s1h);
+      s2l = fma(vec4<f32>(a2.x), bl, s2l);
+      s2h = fma(vec4<f32>(a2.x), bh, s2h);
+      s3l = fma(vec4<f32>(a3.x), bl, s3l);
+      s3h = fma(vec4<f32>(a3.x), bh, s3h);
+      s4l = fma(vec4<f32>(a4.x), bl, s4l);
+      s4h = fma(vec4<f32>(a4.x), bh, s4h);
+      s5l = fma(vec4<f32>(a5.x), bl, s5l);
+      s5h = fma(vec4<f32>(a5.x), bh, s5h);
+      s6l = fma(vec4<f32>(a6.x), bl, s6l);
+      s6h = fma(vec4<f32>(a6.x), bh, s6h);
+      s7l = fma(vec4<f32>(a7.x), bl, s7l);
+      s7h = fma(vec4<f32>(a7.x), bh, s7h);
+      bl = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
+      bh = vec4<f32>(b4.y, b5.y, b6.y, b7.y);
+      s0l = fma(vec4<f32>(a0.y), bl, s0l);
+      s0h = fma(vec4<f32>(a0.y), bh, s0h);
+      s1l = fma(vec4<f32>(a1.y), bl, s1l);
+      s1h = fma(vec4<f32>(a1.y), bh, s1h);
+      s2l = fma(vec4<f32>(a2.y), bl, s2l);
+      s2h = fma(vec4<f32>(a2.y), bh, s2h);
+      s3l = fma(vec4<f32>(a3.y), bl, s3l);
+      s3h = fma(vec4<f32>(a3.y), bh, s3h);
+      s4l = fma(vec4<f32>(a4.y), bl, s4l);
+      s4h = fma(vec4<f32>(a4.y), bh, s4h);
+      s5l = fma(vec4<f32>(a5.y), bl, s5l);
+      s5h = fma(vec4<f32>(a5.y), bh, s5h);
+      s6l = fma(vec4<f32>(a6.y), bl, s6l);
+      s6h = fma(vec4<f32>(a6.y), bh, s6h);
+      s7l = fma(vec4<f32>(a7.y), bl, s7l);
+      s7h = fma(vec4<f32>(a7.y), bh, s7h);
+      bl = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
+      bh = vec4<f32>(b4.z, b5.z, b6.z, b7.z);
+      s0l = fma(vec4<f32>(a0.z), bl, s0l);
+      s0h = fma(vec4<f32>(a0.z), bh, s0h);
+      s1l = fma(vec4<f32>(a1.z), bl, s1l);
+      s1h = fma(vec4<f32>(a1.z), bh, s1h);
+      s2l = fma(vec4<f32>(a2.z), bl, s2l);
+      s2h = fma(vec4<f32>(a2.z), bh, s2h);
+      s3l = fma(vec4<f32>(a3.z), bl, s3l);
+      s3h = fma(vec4<f32>(a3.z), bh, s3h);
+      s4l = fma(vec4<f32>(a4.z), bl, s4l);
+      s4h = fma(vec4<f32>(a4.z), bh, s4h);
+      s5l = fma(vec4<f32>(a5.z), bl, s5l);
+      s5h = fma(vec4<f32>(a5.z), bh, s5h);
+      s6l = fma(vec4<f32>(a6.z), bl, s6l);
+      s6h = fma(vec4<f32>(a6.z), bh, s6h);
+      s7l = fma(vec4<f32>(a7.z), bl, s7l);
+      s7h = fma(vec4<f32>(a7.z), bh, s7h);
+      bl = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
+      bh = vec4<f32>(b4.w, b5.w, b6.w, b7.w);
+      s0l = fma(vec4<f32>(a0.w), bl, s0l);
+      s0h = fma(vec4<f32>(a0.w), bh, s0h);
+      s1l = fma(vec4<f32>(a1.w), bl, s1l);
+      s1h = fma(vec4<f32>(a1.w), bh, s1h);
+      s2l = fma(vec4<f32>(a2.w), bl, s2l);
+      s2h = fma(vec4<f32>(a2.w), bh, s2h);
+      s3l = fma(vec4<f32>(a3.w), bl, s3l);
+      s3h = fma(vec4<f32>(a3.w), bh, s3h);
+      s4l = fma(vec4<f32>(a4.w), bl, s4l);
+      s4h = fma(vec4<f32>(a4.w), bh, s4h);
+      s5l = fma(vec4<f32>(a5.w), bl, s5l);
+      s5h = fma(vec4<f32>(a5.w), bh, s5h);
+      s6l = fma(vec4<f32>(a6.w), bl, s6l);
+      s6h = fma(vec4<f32>(a6.w), bh, s6h);
+      s7l = fma(vec4<f32>(a7.w), bl, s7l);
+      s7h = fma(vec4<f32>(a7.w), bh, s7h);
+    }
+    {
+      let a0 = as_[ty][0u * STRIDE + 2u];
+      let a1 = as_[ty][1u * STRIDE + 2u];
+      let a2 = as_[ty][2u * STRIDE + 2u];
+      let a3 = as_[ty][3u * STRIDE + 2u];
+      let a4 = as_[ty][4u * STRIDE + 2u];
+      let a5 = as_[ty][5u * STRIDE + 2u];
+      let a6 = as_[ty][6u * STRIDE + 2u];
+      let a7 = as_[ty][7u * STRIDE + 2u];
+      let b0 = bs_[tx][0u * STRIDE + 2u];
+      let b1 = bs_[tx][1u * STRIDE + 2u];
+      let b2 = bs_[tx][2u * STRIDE + 2u];
+      let b3 = bs_[tx][3u * STRIDE + 2u];
+      let b4 = bs_[tx][4u * STRIDE + 2u];
+      let b5 = bs_[tx][5u * STRIDE + 2u];
+      let b6 = bs_[tx][6u * STRIDE + 2u];
+      let b7 = bs_[tx][7u * STRIDE + 2u];
+      bl = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
+      bh = vec4<f32>(b4.x, b5.x, b6.x, b7.x);
+      s0l = fma(vec4<f32>(a0.x), bl, s0l);
+      s0h = fma(vec4<f32>(a0.x), bh, s0h);
+      s1l = fma(vec4<f32>(a1.x), bl, s1l);
+      s1h = fma(vec4<f32>(a1.x), bh, s1h);
+      s2l = fma(vec4<f32>(a2.x), bl, s2l);
+      s2h = fma(vec4<f32>(a2.x), bh, s2h);
+      s3l = fma(vec4<f32>(a3.x), bl, s3l);
+      s3h = fma(vec4<f32>(a3.x), bh, s3h);
+      s4l = fma(vec4<f32>(a4.x), bl, s4l);
+      s4h = fma(vec4<f32>(a4.x), bh, s4h);
+      s5l = fma(vec4<f32>(a5.x), bl, s5l);
+      s5h = fma(vec4<f32>(a5.x), bh, s5h);
+      s6l = fma(vec4<f32>(a6.x), bl, s6l);
+      s6h = fma(vec4<f32>(a6.x), bh, s6h);
+      s7l = fma(vec4<f32>(a7.x), bl, s7l);
+      s7h = fma(vec4<f32>(a7.x), bh, s7h);
+      bl = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
+      bh = vec4<f32>(b4.y, b5.y, b6.y, b7.y);
+      s0l = fma(vec4<f32>(a0.y), bl, s0l);
+      s0h = fma(vec4<f32>(a0.y), bh, s0h);
+      s1l = fma(vec4<f32>(a1.y), bl, s1l);
+      s1h = fma(vec4<f32>(a1.y), bh, s1h);
+      s2l = fma(vec4<f32>(a2.y), bl, s2l);
+      s2h = fma(vec4<f32>(a2.y), bh, s2h);
+      s3l = fma(vec4<f32>(a3.y), bl, s3l);
+      s3h = fma(vec4<f32>(a3.y), bh, s3h);
+      s4l = fma(vec4<f32>(a4.y), bl, s4l);
+      s4h = fma(vec4<f32>(a4.y), bh, s4h);
+      s5l = fma(vec4<f32>(a5.y), bl, s5l);
+      s5h = fma(vec4<f32>(a5.y), bh, s5h);
+      s6l = fma(vec4<f32>(a6.y), bl, s6l);
+      s6h = fma(vec4<f32>(a6.y), bh, s6h);
+      s7l = fma(vec4<f32>(a7.y), bl, s7l);
+      s7h = fma(vec4<f32>(a7.y), bh, s7h);
+      bl = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
+      bh = vec4<f32>(b4.z, b5.z, b6.z, b7.z);
+      s0l = fma(vec4<f32>(a0.z), bl, s0l);
+      s0h = fma(vec4<f32>(a0.z), bh, s0h);
+      s1l = fma(vec4<f32>(a1.z), bl, s1l);
+      s1h = fma(vec4<f32>(a1.z), bh, s1h);
+      s2l = fma(vec4<f32>(a2.z), bl, s2l);
+      s2h = fma(vec4<f32>(a2.z), bh, s2h);
+      s3l = fma(vec4<f32>(a3.z), bl, s3l);
+      s3h = fma(vec4<f32>(a3.z), bh, s3h);
+      s4l = fma(vec4<f32>(a4.z), bl, s4l);
+      s4h = fma(vec4<f32>(a4.z), bh, s4h);
+      s5l = fma(vec4<f32>(a5.z), bl, s5l);
+      s5h = fma(vec4<f32>(a5.z), bh, s5h);
+      s6l = fma(vec4<f32>(a6.z), bl, s6l);
+      s6h = fma(vec4<f32>(a6.z), bh, s6h);
+      s7l = fma(vec4<f32>(a7.z), bl, s7l);
+      s7h = fma(vec4<f32>(a7.z), bh, s7h);
+      bl = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
+      bh = vec4<f32>(b4.w, b5.w, b6.w, b7.w);
+      s0l = fma(vec4<f32>(a0.w), bl, s0l);
+      s0h = fma(vec4<f32>(a0.w), bh, s0h);
+      s1l = fma(vec4<f32>(a1.w), bl, s1l);
+      s1h = fma(vec4<f32>(a1.w), bh, s1h);
+      s2l = fma(vec4<f32>(a2.w), bl, s2l);
+      s2h = fma(vec4<f32>(a2.w), bh, s2h);
+      s3l = fma(vec4<f32>(a3.w), bl, s3l);
+      s3h = fma(vec4<f32>(a3.w), bh, s3h);
+      s4l = fma(vec4<f32>(a4.w), bl, s4l);
+      s4h = fma(vec4<f32>(a4.w), bh, s4h);
+      s5l = fma(vec4<f32>(a5.w), bl, s5l);
+      s5h = fma(vec4<f32>(a5.w), bh, s5h);
+      s6l = fma(vec4<f32>(a6.w), bl, s6l);
+      s6h = fma(vec4<f32>(a6.w), bh, s6h);
+      s7l = fma(vec4<f32>(a7.w), bl, s7l);
+      s7h = fma(vec4<f32>(a7.w), bh, s7h);
+    }
+    {
+      let a0 = as_[ty][0u * STRIDE + 3u];
+      let a1 = as_[ty][1u * STRIDE + 3u];
+      let a2 = as_[ty][2u * STRIDE + 3u];
+      let a3 = as_[ty][3u * STRIDE + 3u];
+      let a4 = as_[ty][4u * STRIDE + 3u];
+      let a5 = as_[ty][5u * STRIDE + 3u];
+      let a6 = as_[ty][6u * STRIDE + 3u];
+      let a7 = as_[ty][7u * STRIDE + 3u];
+      let b0 = bs_[tx][0u * STRIDE + 3u];
+      let b1 = bs_[tx][1u * STRIDE + 3u];
+      let b2 = bs_[tx][2u * STRIDE + 3u];
+      let b3 = bs_[tx][3u * STRIDE + 3u];
+      let b4 = bs_[tx][4u * STRIDE + 3u];
+      let b5 = bs_[tx][5u * STRIDE + 3u];
+      let b6 = bs_[tx][6u * STRIDE + 3u];
+      let b7 = bs_[tx][7u * STRIDE + 3u];
+      bl = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
+      bh = vec4<f32>(b4.x, b5.x, b6.x, b7.x);
+      s0l = fma(vec4<f32>(a0.x), bl, s0l);
+      s0h = fma(vec4<f32>(a0.x), bh, s0h);
+      s1l = fma(vec4<f32>(a1.x), bl, s1l);
+      s1h = fma(vec4<f32>(a1.x), bh, s1h);
+      s2l = fma(vec4<f32>(a2.x), bl, s2l);
+      s2h = fma(vec4<f32>(a2.x), bh, s2h);
+      s3l = fma(vec4<f32>(a3.x), bl, s3l);
+      s3h = fma(vec4<f32>(a3.x), bh, s3h);
+      s4l = fma(vec4<f32>(a4.x), bl, s4l);
+      s4h = fma(vec4<f32>(a4.x), bh, s4h);
+      s5l = fma(vec4<f32>(a5.x), bl, s5l);
+      s5h = fma(vec4<f32>(a5.x), bh, s5h);
+      s6l = fma(vec4<f32>(a6.x), bl, s6l);
+      s6h = fma(vec4<f32>(a6.x), bh, s6h);
+      s7l = fma(vec4<f32>(a7.x), bl, s7l);
+      s7h = fma(vec4<f32>(a7.x), bh, s7h);
+      bl = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
+      bh = vec4<f32>(b4.y, b5.y, b6.y, b7.y);
+      s0l = fma(vec4<f32>(a0.y), bl, s0l);
+      s0h = fma(vec4<f32>(a0.y), bh, s0h);
+      s1l = fma(vec4<f32>(a1.y), bl, s1l);
+      s1h = fma(vec4<f32>(a1.y), bh, s1h);
+      s2l = fma(vec4<f32>(a2.y), bl, s2l);
+      s2h = fma(vec4<f32>(a2.y), bh, s2h);
+      s3l = fma(vec4<f32>(a3.y), bl, s3l);
+      s3h = fma(vec4<f32>(a3.y), bh, s3h);
+      s4l = fma(vec4<f32>(a4.y), bl, s4l);
+      s4h = fma(vec4<f32>(a4.y), bh, s4h);
+      s5l = fma(vec4<f32>(a5.y), bl, s5l);
+      s5h = fma(vec4<f32>(a5.y), bh, s5h);
+      s6l = fma(vec4<f32>(a6.y), bl, s6l);
+      s6h = fma(vec4<f32>(a6.y), bh, s6h);
+      s7l = fma(vec4<f32>(a7.y), bl, s7l);
+      s7h = fma(vec4<f32>(a7.y), bh, s7h);
+      bl = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
+      bh = vec4<f32>(b4.z, b5.z, b6.z, b7.z);
+      s0l = fma(vec4<f32>(a0.z), bl, s0l);
+      s0h = fma(vec4<f32>(a0.z), bh, s0h);
+      s1l = fma(vec4<f32>(a1.z), bl, s1l);
+      s1h = fma(vec4<f32>(a1.z), bh, s1h);
+      s2l = fma(vec4<f32>(a2.z), bl, s2l);
+      s2h = fma(vec4<f32>(a2.z), bh, s2h);
+      s3l = fma(vec4<f32>(a3.z), bl, s3l);
+      s3h = fma(vec4<f32>(a3.z), bh, s3h);
+      s4l = fma(vec4<f32>(a4.z), bl, s4l);
+      s4h = fma(vec4<f32>(a4.z), bh, s4h);
+      s5l = fma(vec4<f32>(a5.z), bl, s5l);
+      s5h = fma(vec4<f32>(a5.z), bh, s5h);
+      s6l = fma(vec4<f32>(a6.z), bl, s6l);
+      s6h = fma(vec4<f32>(a6.z), bh, s6h);
+      s7l = fma(vec4<f32>(a7.z), bl, s7l);
+      s7h = fma(vec4<f32>(a7.z), bh, s7h);
+      bl = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
+      bh = vec4<f32>(b4.w, b5.w, b6.w, b7.w);
+      s0l = fma(vec4<f32>(a0.w), bl, s0l);
+      s0h = fma(vec4<f32>(a0.w), bh, s0h);
+      s1l = fma(vec4<f32>(a1.w), bl, s1l);
+      s1h = fma(vec4<f32>(a1.w), bh, s1h);
+      s2l = fma(vec4<f32>(a2.w), bl, s2l);
+      s2h = fma(vec4<f32>(a2.w), bh, s2h);
+      s3l = fma(vec4<f32>(a3.w), bl, s3l);
+      s3h = fma(vec4<f32>(a3.w), bh, s3h);
+      s4l = fma(vec4<f32>(a4.w), bl, s4l);
+      s4h = fma(vec4<f32>(a4.w), bh, s4h);
+      s5l = fma(vec4<f32>(a5.w), bl, s5l);
+      s5h = fma(vec4<f32>(a5.w), bh, s5h);
+      s6l = fma(vec4<f32>(a6.w), bl, s6l);
+      s6h = fma(vec4<f32>(a6.w), bh, s6h);
+      s7l = fma(vec4<f32>(a7.w), bl, s7l);
+      s7h = fma(vec4<f32>(a7.w), bh, s7h);
+    }
+//#endif
     workgroupBarrier();
   }
-  store_row(m0 + ty + 0u, n0 + tx, baseC, s0l, s0h);
-  store_row(m0 + ty + 16u, n0 + tx, baseC, s1l, s1h);
-  store_row(m0 + ty + 32u, n0 + tx, baseC, s2l, s2h);
-  store_row(m0 + ty + 48u, n0 + tx, baseC, s3l, s3h);
-  store_row(m0 + ty + 64u, n0 + tx, baseC, s4l, s4h);
-  store_row(m0 + ty + 80u, n0 + tx, baseC, s5l, s5h);
-  store_row(m0 + ty + 96u, n0 + tx, baseC, s6l, s6h);
-  store_row(m0 + ty + 112u, n0 + tx, baseC, s7l, s7h);
+  store_row(m0 + ty + 0u * WY, n0 + tx, baseC, s0l, s0h);
+  store_row(m0 + ty + 1u * WY, n0 + tx, baseC, s1l, s1h);
+  store_row(m0 + ty + 2u * WY, n0 + tx, baseC, s2l, s2h);
+  store_row(m0 + ty + 3u * WY, n0 + tx, baseC, s3l, s3h);
+  store_row(m0 + ty + 4u * WY, n0 + tx, baseC, s4l, s4h);
+  store_row(m0 + ty + 5u * WY, n0 + tx, baseC, s5l, s5h);
+  store_row(m0 + ty + 6u * WY, n0 + tx, baseC, s6l, s6h);
+  store_row(m0 + ty + 7u * WY, n0 + tx, baseC, s7l, s7h);
 }

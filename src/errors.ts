@@ -69,15 +69,23 @@ export class NonFiniteLossError extends TandemError {
   readonly step: number;
   readonly loss: number;
   readonly gradNorm: number;
-  constructor(info: { step: number; loss: number; gradNorm: number }) {
+  /** Steps of the same call (Trainer.steps) that were applied before this one, with their results. */
+  readonly completed: ReadonlyArray<{ loss: number; gradNorm: number; step: number }>;
+  /** Steps of the call not applied: this one and those queued behind it. */
+  readonly notApplied: number;
+  constructor(info: { step: number; loss: number; gradNorm: number; completed?: ReadonlyArray<{ loss: number; gradNorm: number; step: number }>; notApplied?: number }) {
+    const notApplied = info.notApplied ?? 1;
     super(
       'non_finite_loss',
       `training step ${info.step}: the ${Number.isFinite(info.loss) ? 'gradient norm' : 'loss'} is not finite ` +
-        `(loss ${info.loss}, gradient norm ${info.gradNorm}); the update was not applied`,
+        `(loss ${info.loss}, gradient norm ${info.gradNorm}); the update was not applied` +
+        (notApplied > 1 ? `, nor those of the ${notApplied - 1} step(s) queued after it` : ''),
     );
     this.step = info.step;
     this.loss = info.loss;
     this.gradNorm = info.gradNorm;
+    this.completed = info.completed ?? [];
+    this.notApplied = notApplied;
   }
 }
 

@@ -2,6 +2,7 @@ import type { BufferBinding, Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import { packParams } from '../gpu/gpu.ts';
 import { LAYER_NORM_EPS } from './layernorm.ts';
 import { grid1d, shaderSource, type ElementType } from './shader.ts';
+import { linearTile, type Tile } from './tiles.ts';
 
 export interface LinearArgs {
   x: GpuBuffer;
@@ -28,6 +29,8 @@ export interface LinearArgs {
    * linear_segments (split over k, so a few rows still fill the GPU). Without it, the tiled kernel runs.
    */
   scratch?: GpuBuffer;
+  /** The tiled kernel's output tile (default: linearTile's choice for M x N; results are the same bits either way). */
+  tile?: Tile;
   /** LayerNorm the input rows first (fused; GEMV path only, i.e. M <= GEMV_MAX_ROWS). */
   lnInput?: { gamma: GpuBuffer; beta: GpuBuffer };
   /**
@@ -90,7 +93,7 @@ export function linear(gpu: Gpu, a: LinearArgs): boolean {
     const segments = Math.ceil(a.K / 64);
     if (a.M >= linearTuning.splitTiledMinRows) {
       // Segment sums from 128x128 tiles (8x8 per thread: 4x the work per workgroup-memory read of the 32x64 tiles).
-      const split = gpu.kernel(shaderSource('linear', { ...types, Y: 'f32', SPLIT: true }));
+      const split = gpu.kernel(shaderSource('linear', { ...types, Y: 'f32', SPLIT: true, TM: 128, TN: 128 }));
       gpu.dispatch(split, [a.x, a.w, a.dummy, a.dummy, a.scratch], params, [Math.ceil(a.N / 128), Math.ceil(a.M / 128), segments]);
     } else {
       gpu.dispatch(gpu.kernel(src), all, params, [Math.ceil(a.N / 64), Math.ceil(a.M / 32), segments]);
@@ -98,8 +101,9 @@ export function linear(gpu: Gpu, a: LinearArgs): boolean {
     gpu.dispatch(gpu.kernel({ ...src, entryPoint: 'reduce' }), all, params, grid1d(Math.ceil((a.M * a.N) / 256)));
   } else {
     if (a.lnInput) throw new RangeError('linear: a fused LayerNorm needs M <= GEMV_MAX_ROWS; run layerNorm first');
-    const k = gpu.kernel(shaderSource('linear', { ...types, SPLIT: false }));
-    gpu.dispatch(k, bindings, packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags]), [Math.ceil(a.N / 128), Math.ceil(a.M / 128)]);
+    const tile = a.tile ?? linearTile(a.M, a.N);
+    const k = gpu.kernel(shaderSource('linear', { ...types, SPLIT: false, TM: tile.tm, TN: tile.tn }));
+    gpu.dispatch(k, bindings, packParams([a.M, a.N, a.K, a.ldy ?? a.N, a.ycol ?? 0, flags]), [Math.ceil(a.N / tile.tn), Math.ceil(a.M / tile.tm)]);
   }
   return false;
 }

@@ -9,6 +9,10 @@ export type ElementType = 'f32' | 'f16';
  * file and every parameter, so each specialisation compiles once.
  */
 export function shaderSource(file: string, params: Record<string, string | number | boolean> = {}): KernelSource {
+  const key = `${file}(${Object.entries(params).map(([k, v]) => `${k}=${v}`).join(',')})`;
+  // Memoised: a training step asks for ~700 kernels, and specialising a long shader each time cost ~50 ms of CPU.
+  const hit = specialised.get(key);
+  if (hit) return hit;
   const template = SHADERS[file];
   if (template === undefined) throw new Error(`no shader named ${file} in shaders/`);
   const usesF16 = Object.values(params).some((v) => v === 'f16');
@@ -16,9 +20,11 @@ export function shaderSource(file: string, params: Record<string, string | numbe
   for (const [k, v] of Object.entries(params)) code = code.replaceAll(`{{${k}}}`, String(v));
   const missing = code.match(/\{\{[A-Z_0-9]+\}\}/);
   if (missing) throw new Error(`shader ${file}: parameter ${missing[0]} was not given`);
-  const key = `${file}(${Object.entries(params).map(([k, v]) => `${k}=${v}`).join(',')})`;
-  return { key, code };
+  const source = { key, code };
+  specialised.set(key, source);
+  return source;
 }
+const specialised = new Map<string, KernelSource>();
 
 /**
  * Conditional blocks: the lines between `//#if NAME` and `//#endif` (no nesting) stay only when params[NAME] is

@@ -16,7 +16,7 @@ import { AdamWRule } from './optimizer_adamw.ts';
 import { GlobalGradNorm, type LossLocation } from './optimizer_grad_norm.ts';
 import { SgdRule } from './optimizer_sgd.ts';
 import {
-  HOST_SCALARS_OFFSET, type NamedGpuTensor, type OptimizerConfig, SCALAR_CLIP, SCALAR_NORM, SCALAR_OK, SCALAR_SLOTS,
+  HOST_SCALARS_OFFSET, type NamedGpuTensor, type OptimizerConfig, SCALAR_CLIP, SCALAR_HALTED, SCALAR_NORM, SCALAR_OK, SCALAR_SLOTS,
   type UpdateRule,
 } from './optimizer_types.ts';
 import { windowElements } from './optimizer_windows.ts';
@@ -52,7 +52,8 @@ export class Optimizer {
   private readonly rule: UpdateRule;
   private readonly scalars: GpuBuffer;
   private completed = 0;
-  private pending: number | null = null;
+  /** Steps recorded and not yet finished, oldest first (their step numbers). */
+  private pending: number[] = [];
   private recordings = new Map<string, Recording>();
 
   private constructor(gpu: Gpu, config: OptimizerConfig, maxGradNorm: number | undefined, norm: GlobalGradNorm, rule: UpdateRule, scalars: GpuBuffer) {
@@ -104,12 +105,23 @@ export class Optimizer {
   set lr(lr: number) { this.rule.lr = lr; }
 
   /**
-   * Record the update for step `step + 1` after the gradients are complete: norm, clip, update. Nothing is read
-   * back; call finish() to learn whether it ran. `loss`: where the step's loss is, to skip the update on NaN/Inf.
+   * Record the update for the next step after the gradients are complete: norm, clip, update. Nothing is read
+   * back; finish() / finishWith() learn whether it ran. `loss`: where the step's loss is, to skip the update on
+   * NaN/Inf. Several steps may be recorded before any is finished (step numbers follow on, assuming each
+   * applies: a non-finite one halts the updates of those queued behind it on the GPU, so none runs with a wrong
+   * step number); finish them in order.
    */
   record(opts: { loss?: LossLocation } = {}): void {
-    const t = this.completed + 1;
-    this.gpu.write(this.scalars, this.rule.hostScalars(t), 4 * HOST_SCALARS_OFFSET);
+    const t = this.completed + this.pending.length + 1;
+    const host = this.rule.hostScalars(t);
+    if (this.pending.length === 0) {
+      // Nothing in flight: clear the sticky halt along with this step's constants (one write).
+      const words = new Float32Array(HOST_SCALARS_OFFSET - SCALAR_HALTED + host.length);
+      words.set(host, HOST_SCALARS_OFFSET - SCALAR_HALTED);
+      this.gpu.write(this.scalars, words, 4 * SCALAR_HALTED);
+    } else {
+      this.gpu.write(this.scalars, host, 4 * HOST_SCALARS_OFFSET);
+    }
     const key = opts.loss ? `${opts.loss.buffer.id}:${opts.loss.index}:${opts.loss.count ?? 1}` : '';
     let rec = this.recordings.get(key);
     if (!rec) {
@@ -120,12 +132,12 @@ export class Optimizer {
       this.recordings.set(key, rec);
     }
     this.gpu.replay(rec);
-    this.pending = t;
+    this.pending.push(t);
   }
 
-  /** Read back the recorded step's status; the step counts only if it was applied. */
+  /** Read back the recorded step's status; the step counts only if it was applied. One step in flight only. */
   async finish(): Promise<StepStatus> {
-    if (this.pending === null) throw new Error('Optimizer.finish: no step was recorded');
+    if (this.pending.length !== 1) throw new Error(`Optimizer.finish: ${this.pending.length} steps recorded, expected 1 (use finishWith)`);
     return this.finishWith(new Float32Array(await this.gpu.read(this.scalars, 0, STATUS_BYTES)));
   }
 
@@ -137,11 +149,13 @@ export class Optimizer {
     return this.scalars;
   }
 
-  /** Complete the recorded step from its status words as read back by the caller (see statusBuffer). */
+  /**
+   * Complete the oldest recorded step from its status words as read back by the caller (statusBuffer copied
+   * after that step's record()).
+   */
   finishWith(words: Float32Array): StepStatus {
-    if (this.pending === null) throw new Error('Optimizer.finishWith: no step was recorded');
-    const t = this.pending;
-    this.pending = null;
+    const t = this.pending.shift();
+    if (t === undefined) throw new Error('Optimizer.finishWith: no step was recorded');
     const status = { gradNorm: words[SCALAR_NORM], clipCoef: words[SCALAR_CLIP], applied: words[SCALAR_OK] !== 0 };
     if (status.applied) this.completed = t;
     return status;
@@ -161,7 +175,7 @@ export class Optimizer {
   reset(): void {
     this.rule.resetState();
     this.completed = 0;
-    this.pending = null;
+    this.pending = [];
   }
 
   release(): void {

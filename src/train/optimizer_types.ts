@@ -31,11 +31,13 @@ export type OptimizerConfig = AdamWConfig | SgdConfig;
 
 /**
  * Step scalars, one small f32 buffer: slots 0..3 are written on the GPU by the grad-norm pass (norm, clip
- * coefficient, may-update flag), slots 4.. by the host each step (the update rule's step-dependent constants).
+ * coefficient, may-update flag, sticky halt), slots 4.. by the host each step (the update rule's step-dependent constants).
  */
 export const SCALAR_NORM = 0;
 export const SCALAR_CLIP = 1;
 export const SCALAR_OK = 2;
+/** Set by the grad-norm pass when a step is not finite; steps recorded after it do not update until cleared. */
+export const SCALAR_HALTED = 3;
 export const HOST_SCALARS_OFFSET = 4;
 export const SCALAR_SLOTS = 16;
 

@@ -129,24 +129,63 @@ export class Trainer {
    */
   async step(batch: BatchInput, opts: { weights?: TrainBatch['weights']; mask?: TrainBatch['mask'] } = {}): Promise<StepResult> {
     this.checkAlive();
-    const micro = this.split(batch, opts);
-    const K = micro.length;
-    // Slots: [0, 16) the optimizer's status words, then one loss per micro-batch; read back once.
-    const slots = await this.slotsFor(STATUS_BYTES / 4 + K);
-    const lossAt = STATUS_BYTES / 4;
-    this.model.zeroGrads();
-    micro.forEach((mb, k) => {
-      this.model.forwardBackward(mb.batch, { scale: mb.share });
-      this.gpu.copy(this.model.lossBuffer, 0, slots, 4 * (lossAt + k), 4);
+    const [result] = await this.run([this.split(batch, opts)]);
+    return result;
+  }
+
+  /**
+   * Several optimizer steps, one per batch, queued back to back with one readback after the last: what a
+   * PyTorch loop that never calls `.item()` does. The GPU runs them without waiting for the host in between, and
+   * the host encodes step i + 1 while the GPU runs step i. Every batch is validated before anything is recorded
+   * (TrainingInputError names the batch). A non-finite step stops the updates of every step queued behind it, on
+   * the GPU itself; NonFiniteLossError then names it, and carries the results of the steps before it in
+   * `completed` (the steps after it ran their forward and backward but changed nothing).
+   */
+  async steps(batches: ReadonlyArray<BatchInput>): Promise<StepResult[]> {
+    this.checkAlive();
+    const all = batches.map((b, i) => {
+      try {
+        return this.split(b, {});
+      } catch (e) {
+        if (e instanceof TrainingInputError && batches.length > 1) throw new TrainingInputError(`batch ${i}: ${e.message}`);
+        throw e;
+      }
     });
-    this.optimizer.record({ loss: { buffer: slots, index: lossAt, count: K } });
-    this.gpu.copy(this.optimizer.statusBuffer, 0, slots, 0, STATUS_BYTES);
-    const words = new Float32Array(await this.gpu.read(slots, 0, STATUS_BYTES + 4 * K));
-    const status = this.optimizer.finishWith(words.subarray(0, STATUS_BYTES / 4));
-    const loss = combine(micro, words.subarray(lossAt));
-    const step = this.optimizer.step + (status.applied ? 0 : 1);
-    if (!status.applied) throw new NonFiniteLossError({ step, loss, gradNorm: status.gradNorm });
-    return { loss, gradNorm: status.gradNorm, step };
+    return all.length === 0 ? [] : this.run(all);
+  }
+
+  /** Record one step per entry (its micro-batches), read every loss and status back at once, finish them in order. */
+  private async run(all: MicroBatch[][]): Promise<StepResult[]> {
+    // Per step: the optimizer's status words, then one loss per micro-batch.
+    const W = STATUS_BYTES / 4;
+    const offsets: number[] = [];
+    let words = 0;
+    for (const micro of all) {
+      offsets.push(words);
+      words += W + micro.length;
+    }
+    const slots = await this.slotsFor(words);
+    all.forEach((micro, i) => {
+      const lossAt = offsets[i] + W;
+      this.model.zeroGrads();
+      micro.forEach((mb, k) => {
+        this.model.forwardBackward(mb.batch, { scale: mb.share });
+        this.gpu.copy(this.model.lossBuffer, 0, slots, 4 * (lossAt + k), 4);
+      });
+      this.optimizer.record({ loss: { buffer: slots, index: lossAt, count: micro.length } });
+      this.gpu.copy(this.optimizer.statusBuffer, 0, slots, 4 * offsets[i], STATUS_BYTES);
+    });
+    const read = new Float32Array(await this.gpu.read(slots, 0, 4 * words));
+    const results: StepResult[] = [];
+    let failure: { step: number; loss: number; gradNorm: number } | null = null;
+    for (let i = 0; i < all.length; i++) {
+      const status = this.optimizer.finishWith(read.subarray(offsets[i], offsets[i] + W));
+      const loss = combine(all[i], read.subarray(offsets[i] + W, offsets[i] + W + all[i].length));
+      if (status.applied) results.push({ loss, gradNorm: status.gradNorm, step: this.optimizer.step });
+      else failure ??= { step: this.optimizer.step + 1, loss, gradNorm: status.gradNorm };
+    }
+    if (failure) throw new NonFiniteLossError({ ...failure, completed: results, notApplied: all.length - results.length });
+    return results;
   }
 
   /** The loss of `batch` under the current weights (forward only; gradients untouched). */

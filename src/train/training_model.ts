@@ -36,6 +36,18 @@ interface LayerActs {
   ffn: GpuBuffer;
 }
 
+/**
+ * One layer's q, k and v projections as one [3H, H] Linear: views of the arenas where the three weights (and
+ * their biases, and the weights' gradients) lie back to back. One N = 3H product fills the GPU where three
+ * N = H products each left a wave part-empty; every output keeps its reduction order (the forward's bits do not
+ * change).
+ */
+interface FusedQkv {
+  weight: GpuBuffer;
+  bias: GpuBuffer;
+  gradWeight: GpuBuffer;
+}
+
 interface Buffers {
   ids: GpuBuffer;
   positionRows: GpuBuffer;
@@ -48,6 +60,8 @@ interface Buffers {
   loss: GpuBuffer;
   /** x[l]: input of layer l; x[numLayers] is the last layer's output. */
   x: GpuBuffer[];
+  /** Per layer, the fused q/k/v views, or null where the arenas do not hold them back to back. */
+  fusedQkv: Array<FusedQkv | null>;
   layers: LayerActs[];
   /** Final LayerNorm output (pre-LN models). */
   finalNormed: GpuBuffer | null;
@@ -96,6 +110,13 @@ export class OptTrainingModel {
   private readonly arenas: GpuBuffer[];
   /** Logit rows per loss chunk. */
   readonly logitRows: number;
+  /**
+   * Submit each layer's forward and backward as it is recorded (default): the GPU starts on it while the host
+   * encodes the rest. A step is ~700 dispatches, ~20 ms of host time that otherwise all came before any GPU
+   * work (14 ms of a 194 ms step on the H100). Off only to capture the step's dispatches (a capture holds no
+   * submit: bench/train_profile.ts).
+   */
+  submitPerLayer = true;
   private readonly buf: Buffers;
   private released = false;
 
@@ -143,6 +164,27 @@ export class OptTrainingModel {
     const runs = async (label: string): Promise<RowRunBuffers> => ({
       rows: await u32(Tm, `${label}.rows`), starts: await u32(Tm + 1, `${label}.starts`), order: await u32(Tm, `${label}.order`),
     });
+    // q, k, v (weights, biases) back to back in an arena: one [3H, H] view each (4-byte-multiple widths whose
+    // tensors are whole multiples of the arena alignment; e.g. every OPT with H % 64 == 0).
+    const backToBack = (names: string[]) => {
+      const s = names.map((n) => plan.slots[slot.get(n)!]);
+      return s.every((x, i) => i === 0 || (x.arena === s[0].arena && x.byteOffset === s[i - 1].byteOffset + s[i - 1].bytes));
+    };
+    const view = (arenas: GpuBuffer[], names: string[], label: string) => {
+      const s = names.map((n) => plan.slots[slot.get(n)!]);
+      return gpu.subBuffer(arenas[s[0].arena], s[0].byteOffset, s.reduce((sum, x) => sum + x.bytes, 0), label);
+    };
+    const fusedQkv: Array<FusedQkv | null> = [];
+    for (let l = 0; l < config.numLayers; l++) {
+      const a = `model.decoder.layers.${l}.self_attn.`;
+      const ws = ['q', 'k', 'v'].map((c) => `${a}${c}_proj.weight`), bs = ['q', 'k', 'v'].map((c) => `${a}${c}_proj.bias`);
+      fusedQkv.push(backToBack(ws) && backToBack(bs)
+        ? {
+          weight: await view(paramArenas.arenas, ws, `param ${a}qkv.weight`), bias: await view(paramArenas.arenas, bs, `param ${a}qkv.bias`),
+          gradWeight: await view(gradArenas.arenas, ws, `grad ${a}qkv.weight`),
+        }
+        : null);
+    }
     const hasProj = D !== H;
     const x: GpuBuffer[] = [];
     for (let l = 0; l <= config.numLayers; l++) x.push(await f32(Tm * H, `act.x${l}`));
@@ -172,6 +214,7 @@ export class OptTrainingModel {
       rowLoss: await f32(Tm, 'loss.rows'),
       loss: await f32(1, 'loss'),
       x,
+      fusedQkv,
       layers,
       finalNormed: config.hasFinalLayerNorm ? await f32(Tm * H, 'act.finalNormed') : null,
       projOut: hasProj ? await f32(Tm * D, 'act.projOut') : null,
@@ -258,6 +301,10 @@ export class OptTrainingModel {
 
   // ---------------------------------------------------------------------------------------------------------
 
+  private submitLayer(): void {
+    if (this.submitPerLayer) this.gpu.flush();
+  }
+
   private pack(batch: TrainBatch): PackedBatch {
     if (this.released) throw new Error('OptTrainingModel: used after release()');
     const p = packBatch(this.config, batch, this.maxBatchTokens);
@@ -306,8 +353,11 @@ export class OptTrainingModel {
     const g = this.gpu, c = this.config, b = this.buf, T = pk.T;
     const H = c.hiddenSize, D = c.wordEmbedProjDim, F = c.ffnDim;
     const d = 'model.decoder.';
-    const lin = (x: GpuBuffer, w: string, bias: string | null, y: GpuBuffer, N: number, K: number, more: { relu?: boolean; residual?: GpuBuffer; ldy?: number; ycol?: number } = {}) =>
-      linear(g, { x, w: this.param(w), bias: bias ? this.param(bias) : undefined, y, M: T, N, K, act: 'f32', weight: 'f32', dummy: b.dummy, ...more });
+    const lin = (x: GpuBuffer, w: string | GpuBuffer, bias: string | GpuBuffer | null, y: GpuBuffer, N: number, K: number, more: { relu?: boolean; residual?: GpuBuffer; ldy?: number; ycol?: number } = {}) =>
+      linear(g, {
+        x, w: typeof w === 'string' ? this.param(w) : w, bias: typeof bias === 'string' ? this.param(bias) : bias ?? undefined,
+        y, M: T, N, K, act: 'f32', weight: 'f32', dummy: b.dummy, ...more,
+      });
     const ln = (x: GpuBuffer, name: string, y: GpuBuffer) =>
       layerNorm(g, { x, gamma: this.param(`${name}.weight`), beta: this.param(`${name}.bias`), y, rows: T, dim: H, act: 'f32', weight: 'f32' });
 
@@ -323,8 +373,12 @@ export class OptTrainingModel {
       const p = `${d}layers.${l}.`, a = `${p}self_attn.`, A = b.layers[l], x = b.x[l];
       const attnIn = c.layerNormBefore ? A.h1 : x;
       if (c.layerNormBefore) ln(x, `${p}self_attn_layer_norm`, A.h1);
-      ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) =>
-        lin(attnIn, `${a}${proj}.weight`, `${a}${proj}.bias`, A.qkv, H, H, { ldy: 3 * H, ycol: i * H }));
+      const fused = b.fusedQkv[l];
+      if (fused) lin(attnIn, fused.weight, fused.bias, A.qkv, 3 * H, H);
+      else {
+        ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) =>
+          lin(attnIn, `${a}${proj}.weight`, `${a}${proj}.bias`, A.qkv, H, H, { ldy: 3 * H, ycol: i * H }));
+      }
       attentionForward(g, { s: shape, qkv: A.qkv, keyMask: b.keyMask, scratch: b.attention, dummy: b.dummy, out: A.attn });
       if (c.layerNormBefore) {
         lin(A.attn, `${a}out_proj.weight`, `${a}out_proj.bias`, A.h2, H, H, { residual: x });
@@ -338,6 +392,7 @@ export class OptTrainingModel {
         lin(A.ffn, `${p}fc2.weight`, `${p}fc2.bias`, A.h3, H, F, { residual: A.h2 });
         ln(A.h3, `${p}final_layer_norm`, b.x[l + 1]);
       }
+      this.submitLayer();
     }
     const last = b.x[c.numLayers];
     if (b.finalNormed) ln(last, d + 'final_layer_norm', b.finalNormed);
@@ -389,18 +444,19 @@ export class OptTrainingModel {
    * accumulate) dy W, optionally times ReLU's mask of the layer below. dy may be a column block of a wider buffer.
    */
   private linearBackward(a: {
-    T: number; x: GpuBuffer; dy: Operand; weight: string; bias: string | null; N: number; K: number;
+    T: number; x: GpuBuffer; dy: Operand; weight: string | { param: GpuBuffer; grad: GpuBuffer }; bias: string | null; N: number; K: number;
     dx: { buffer: GpuBuffer; accumulate: boolean; reluOutput?: GpuBuffer } | null;
   }): void {
     const g = this.gpu, b = this.buf;
+    const w = typeof a.weight === 'string' ? { param: this.param(a.weight), grad: this.grad(a.weight) } : a.weight;
     matmul(g, {
       M: a.N, N: a.K, K: a.T, a: a.dy, aKContiguous: false, b: { buffer: a.x, ld: a.K }, bKContiguous: false,
-      c: { buffer: this.grad(a.weight), ld: a.K }, accumulate: true, splitK: b.split, dummy: b.dummy,
+      c: { buffer: w.grad, ld: a.K }, accumulate: true, splitK: b.split, dummy: b.dummy,
     });
     if (a.bias) columnSum(g, { y: a.dy.buffer as GpuBuffer, M: a.T, N: a.N, ld: a.dy.ld, off: a.dy.offset, out: this.grad(a.bias), scratch: b.colsum, dummy: b.dummy });
     if (a.dx) {
       matmul(g, {
-        M: a.T, N: a.K, K: a.N, a: a.dy, aKContiguous: true, b: { buffer: this.param(a.weight), ld: a.K }, bKContiguous: false,
+        M: a.T, N: a.K, K: a.N, a: a.dy, aKContiguous: true, b: { buffer: w.param, ld: a.K }, bKContiguous: false,
         c: { buffer: a.dx.buffer, ld: a.K }, accumulate: a.dx.accumulate, reluOutput: a.dx.reluOutput, splitK: b.split, dummy: b.dummy,
       });
     }
@@ -442,11 +498,23 @@ export class OptTrainingModel {
         // k_proj.bias gets no gradient: adding a constant to every key shifts each query's scores by the same
         // q . b, which softmax ignores, so its gradient is exactly zero. Summing dK's columns would give rounding
         // noise (~1e-10 in f32), which AdamW's first step (update ~ lr * g / (|g| + eps)) turns into a real move.
-        ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) => this.linearBackward({
-          T, x: attnIn, dy: { buffer: b.dqkv, ld: 3 * H, offset: i * H }, weight: `${a}${proj}.weight`,
-          bias: proj === 'k_proj' ? null : `${a}${proj}.bias`, N: H, K: H,
-          dx: { buffer: dAttnIn.buffer, accumulate: dAttnIn.accumulate || i > 0 },
-        }));
+        const fused = b.fusedQkv[l];
+        if (fused) {
+          // One [3H, H] Linear's dW and dX; the biases' column sums stay per projection (k_proj's is zero).
+          this.linearBackward({
+            T, x: attnIn, dy: { buffer: b.dqkv, ld: 3 * H }, weight: { param: fused.weight, grad: fused.gradWeight }, bias: null,
+            N: 3 * H, K: H, dx: { buffer: dAttnIn.buffer, accumulate: dAttnIn.accumulate },
+          });
+          for (const [proj, i] of [['q_proj', 0], ['v_proj', 2]] as const) {
+            columnSum(g, { y: b.dqkv, M: T, N: H, ld: 3 * H, off: i * H, out: this.grad(`${a}${proj}.bias`), scratch: b.colsum, dummy: b.dummy });
+          }
+        } else {
+          ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) => this.linearBackward({
+            T, x: attnIn, dy: { buffer: b.dqkv, ld: 3 * H, offset: i * H }, weight: `${a}${proj}.weight`,
+            bias: proj === 'k_proj' ? null : `${a}${proj}.bias`, N: H, K: H,
+            dx: { buffer: dAttnIn.buffer, accumulate: dAttnIn.accumulate || i > 0 },
+          }));
+        }
       };
       if (c.layerNormBefore) {
         // dh = d x[l + 1] = d h2 (residual) and d fc2 output.
@@ -465,6 +533,7 @@ export class OptTrainingModel {
         // dh = d h1 = d x (residual) and d out_proj output.
         attnBackward(x, { buffer: b.dh, accumulate: true });
       }
+      this.submitLayer();
     }
 
     // Embeddings: dh = d x[0]. Positions, then tokens (through project_in when present); the tied head's

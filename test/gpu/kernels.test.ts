@@ -51,6 +51,30 @@ Deno.test('linear: tiled and GEMV paths match the reference (bias, relu, residua
   }
 });
 
+Deno.test('linear: 128x128, 64x128 and 128x64 tiles give the same bits (bias, relu, residual, ragged edges, ldy window)', async () => {
+  const gpu = await testGpu();
+  const dummy = await gpu.createBuffer(16, 'dummy');
+  const M = 200, N = 136, K = 200, ld = 150, col = 7;
+  const x = await upload(gpu, randomFloats(M * K, 41)), w = await upload(gpu, randomFloats(N * K, 42, 0.5));
+  const bias = await upload(gpu, randomFloats(N, 43, 0.1)), res = await upload(gpu, randomFloats(M * N, 44));
+  const want = linearReference(await readF32(gpu, x, M * K), await readF32(gpu, w, N * K), await readF32(gpu, bias, N), M, N, K, { relu: true, residual: await readF32(gpu, res, M * N) });
+  let first: Float32Array | null = null;
+  for (const tile of [{ tm: 128, tn: 128 }, { tm: 64, tn: 128 }, { tm: 128, tn: 64 }, { tm: 64, tn: 64 }]) {
+    const y = await upload(gpu, new Float32Array(M * ld).fill(-3));
+    linear(gpu, { x, w, bias, residual: res, y, M, N, K, relu: true, ldy: ld, ycol: col, act: 'f32', weight: 'f32', dummy, tile });
+    const got = await readF32(gpu, y, M * ld);
+    const window = new Float32Array(M * N);
+    for (let m = 0; m < M; m++) {
+      for (let j = 0; j < ld; j++) if (j < col || j >= col + N) assertEquals(got[m * ld + j], -3);
+      window.set(got.subarray(m * ld + col, m * ld + col + N), m * N);
+    }
+    const err = maxAbsDiff(window, want);
+    assert(err < 2e-5, `tile ${tile.tm}x${tile.tn}: max error ${err}`);
+    if (first) assert(window.every((v, i) => Object.is(v, first![i])), `tile ${tile.tm}x${tile.tn} differs from 128x128`);
+    else first = window;
+  }
+});
+
 Deno.test('linear: writes a column window of a wider output (ldy, ycol) and nothing else', async () => {
   const gpu = await testGpu();
   const dummy = await gpu.createBuffer(16, 'dummy');

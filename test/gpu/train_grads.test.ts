@@ -3,6 +3,7 @@
 import { TrainingInputError } from '../../src/errors.ts';
 import type { Gpu, GpuBuffer } from '../../src/gpu/gpu.ts';
 import { LAYER_NORM_EPS } from '../../src/kernels/layernorm.ts';
+import { LARGE_TILE } from '../../src/kernels/tiles.ts';
 import { parseOptConfig, type OptConfig } from '../../src/model/config.ts';
 import { toFloat32 } from '../../src/model/weights/dtype.ts';
 import { parseSafetensors } from '../../src/model/weights/safetensors.ts';
@@ -73,30 +74,38 @@ Deno.test('train matmul: every layout, batching, accumulate, ReLU mask and trian
   const gpu = await testGpu();
   const dummy = await gpu.createBuffer(16, 'dummy');
   const M = 70, N = 135, K = 37;
+  // Every tile the kernel takes: each must match the reference and give the same bits as 128 x 128.
+  const tiles = [{ tm: 128, tn: 128 }, { tm: 64, tn: 128 }, { tm: 128, tn: 64 }, { tm: 64, tn: 64 }];
   for (const aKc of [true, false]) for (const bKc of [true, false]) {
-    const a = randomFloats(M * K + 5, 1), b = randomFloats(N * K + 3, 2), c0 = randomFloats(M * N + 2, 3), relu = randomFloats(M * N + 2, 4);
-    const args = {
-      M, N, K, a: { ld: aKc ? K : M, offset: 5 }, aKContiguous: aKc, b: { ld: bKc ? K : N, offset: 3 }, bKContiguous: bKc,
-      c: { ld: N, offset: 2 }, alpha: 0.75, accumulate: true,
-    };
-    const ref = Float32Array.from(c0);
-    matmulReference({ ...args, a: { ...args.a, data: a }, b: { ...args.b, data: b }, c: { ...args.c, data: ref }, reluOutput: relu });
-    const cb = await upload(gpu, c0);
-    matmul(gpu, {
-      ...args, a: { ...args.a, buffer: await upload(gpu, a) }, b: { ...args.b, buffer: await upload(gpu, b) }, c: { ...args.c, buffer: cb },
-      reluOutput: await upload(gpu, relu), dummy,
-    });
-    const got = await download(gpu, cb, c0.length);
-    const e = relErr(got, ref);
-    console.log(`matmul A_KC=${aKc} B_KC=${bKc}: rel err ${e.toExponential(2)}`);
-    assert(e < 1e-6, `rel err ${e}`);
+    let first: Float32Array | null = null;
+    for (const tile of tiles) {
+      const a = randomFloats(M * K + 5, 1), b = randomFloats(N * K + 3, 2), c0 = randomFloats(M * N + 2, 3), relu = randomFloats(M * N + 2, 4);
+      const args = {
+        M, N, K, a: { ld: aKc ? K : M, offset: 5 }, aKContiguous: aKc, b: { ld: bKc ? K : N, offset: 3 }, bKContiguous: bKc,
+        c: { ld: N, offset: 2 }, alpha: 0.75, accumulate: true,
+      };
+      const ref = Float32Array.from(c0);
+      matmulReference({ ...args, a: { ...args.a, data: a }, b: { ...args.b, data: b }, c: { ...args.c, data: ref }, reluOutput: relu });
+      const cb = await upload(gpu, c0);
+      matmul(gpu, {
+        ...args, a: { ...args.a, buffer: await upload(gpu, a) }, b: { ...args.b, buffer: await upload(gpu, b) }, c: { ...args.c, buffer: cb },
+        reluOutput: await upload(gpu, relu), dummy, tile,
+      });
+      const got = await download(gpu, cb, c0.length);
+      const e = relErr(got, ref);
+      console.log(`matmul A_KC=${aKc} B_KC=${bKc} tile ${tile.tm}x${tile.tn}: rel err ${e.toExponential(2)}`);
+      assert(e < 1e-6, `rel err ${e}`);
+      if (first) assert(got.every((v, i) => Object.is(v, first![i])), `tile ${tile.tm}x${tile.tn} differs from 128x128`);
+      else first = got;
+    }
   }
   // Split-K (a long K over few tiles): slices summed in a second pass, with accumulate and the ReLU mask.
   {
     const K2 = 2000;
     const a = randomFloats(M * K2, 7), b = randomFloats(K2 * N, 8), c0 = randomFloats(M * N, 9), relu = randomFloats(M * N, 10);
     const floats = 4 * M * N;
-    assert(splitCount(M, N, K2, floats) === 4, `expected 4 splits, got ${splitCount(M, N, K2, floats)}`);
+    const splits = splitCount(M, N, K2, floats, LARGE_TILE);
+    assert(splits === 4, `expected 4 splits, got ${splits}`);
     const args = { M, N, K: K2, a: { ld: M }, aKContiguous: false, b: { ld: N }, bKContiguous: false, c: { ld: N }, alpha: 1.5, accumulate: true };
     const ref = Float32Array.from(c0);
     matmulReference({ ...args, a: { ...args.a, data: a }, b: { ...args.b, data: b }, c: { ...args.c, data: ref }, reluOutput: relu });
@@ -106,7 +115,7 @@ Deno.test('train matmul: every layout, batching, accumulate, ReLU mask and trian
       reluOutput: await upload(gpu, relu), splitK: { scratch: await gpu.createBuffer(floats * 4, 'split'), floats }, dummy,
     });
     const e = relErr(await download(gpu, cb, c0.length), ref);
-    console.log(`matmul split-K (4 slices of K=${K2}): rel err ${e.toExponential(2)}`);
+    console.log(`matmul split-K (${splits} slices of K=${K2}): rel err ${e.toExponential(2)}`);
     assert(e < 1e-6, `rel err ${e}`);
   }
   // Batched (2 x 3 heads, starting at entry 1) with causal skips on a lower-triangular A: the zero half is skipped.

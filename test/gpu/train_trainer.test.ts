@@ -209,6 +209,55 @@ Deno.test('NaN loss from an absurd learning rate: NonFiniteLossError names the s
   }
 });
 
+Deno.test('steps(): queued steps with one readback give the bits of step() one at a time; bad batches are named first', async () => {
+  const a = await fixtureTrainer('opt-tiny');
+  const b = await fixtureTrainer('opt-tiny');
+  try {
+    const { f } = a;
+    const queued = await a.trainer.steps([f.batch, f.batch, f.batch]);
+    const oneByOne = [await b.trainer.step(f.batch), await b.trainer.step(f.batch), await b.trainer.step(f.batch)];
+    assertEquals(queued, oneByOne);
+    assertEquals(queued.map((r) => r.step), [1, 2, 3]);
+    assertEquals(await a.trainer.saveWeights(), await b.trainer.saveWeights());
+    // The fixture's trajectory: losses before steps 1..3.
+    const want = f.adamw.losses_before_each_step_and_after;
+    queued.forEach((r, i) => assert(rel(r.loss, want[i]) < 1e-4, `step ${i + 1}: loss ${r.loss} vs ${want[i]}`));
+    // A malformed batch anywhere: named, and nothing of the call is recorded.
+    const bad = [f.batch, [...f.batch.slice(0, -1), f.batch[0].slice(1)]];
+    await assertRejects(() => a.trainer.steps(bad), TrainingInputError, 'batch 1');
+    assertEquals(a.trainer.stepCount, 3);
+    assertEquals(await a.trainer.steps([]), []);
+  } finally {
+    a.trainer.release();
+    b.trainer.release();
+  }
+});
+
+Deno.test('steps(): a non-finite step stops the updates queued behind it; the error names it and carries the steps before', async () => {
+  const f = await fixture('opt-tiny');
+  const make = async () => await Trainer.create({
+    model: `${FIXTURES}opt-tiny`, gpu: await testGpu(), optimizer: { type: 'sgd', lr: 1e30 }, maxBatchTokens: 2 * 48,
+  });
+  const queued = await make(), single = await make();
+  try {
+    const e = await assertRejects(() => queued.steps([f.batch, f.batch, f.batch, f.batch, f.batch, f.batch]), NonFiniteLossError);
+    const failed = e as NonFiniteLossError;
+    console.log(`queued absurd lr: ${failed.message}`);
+    assert(failed.step >= 2 && failed.step <= 6, `failed at step ${failed.step}`);
+    assertEquals(failed.completed.map((r) => r.step), Array.from({ length: failed.step - 1 }, (_, i) => i + 1));
+    assertEquals(failed.notApplied, 6 - (failed.step - 1));
+    assertEquals(queued.stepCount, failed.step - 1);
+    // The same steps one at a time fail at the same step with the same weights: the queued ones behind the
+    // failure changed nothing.
+    for (let s = 1; s < failed.step; s++) assertEquals((await single.step(f.batch)).loss, failed.completed[s - 1].loss);
+    await assertRejects(() => single.step(f.batch), NonFiniteLossError, `step ${failed.step}`);
+    assertEquals(await queued.saveWeights(), await single.saveWeights());
+  } finally {
+    queued.release();
+    single.release();
+  }
+});
+
 Deno.test('poisoned weights (a NaN in a checkpoint) make step 1 fail with NonFiniteLossError; nothing is updated', async () => {
   const { trainer, f } = await fixtureTrainer('opt-tiny');
   try {

@@ -1,6 +1,7 @@
-import type { BufferBinding, Gpu, GpuBuffer } from '../../gpu/gpu.ts';
+import type { BufferBinding, Gpu, GpuBuffer, KernelSource } from '../../gpu/gpu.ts';
 import { packParams } from '../../gpu/gpu.ts';
 import { grid1d, shaderSource } from '../../kernels/shader.ts';
+import { LARGE_TILE, matmulTile, type Tile, TUNED_SMS } from '../../kernels/tiles.ts';
 
 /** Where one operand of a matmul lives: element offset, leading dimension, and batch strides. */
 export interface Operand {
@@ -45,18 +46,20 @@ export interface MatmulArgs {
   splitK?: { scratch: GpuBuffer; floats: number };
   /** Bound where an operand is unused. */
   dummy: GpuBuffer;
+  /** The output tile (default: 128 x 128 where K may split or causal tiles are skipped, else matmulTile's choice). Same bits either way. */
+  tile?: Tile;
 }
 
 export const MATMUL_TILE = 128;
+
+const SMS = TUNED_SMS;
+
 /**
- * Split-K choice by a small cost model of the GPU the kernel was tuned on (an H100: WebGPU does not expose the SM
- * count). One 256-thread workgroup of this kernel fits an SM at a time (its 8 x 8 register block and operand
- * fragments need ~160 registers a thread), so a call runs in waves of SMS workgroups and a fractional last wave
- * idles part of the GPU: M = 4096, N = 768 is 192 tiles, 1.45 waves. Cost of s slices: waves x (k per slice +
- * per-workgroup overhead) at the measured per-SM rate, plus the ordered reduction's traffic. Measured on the
- * H100 (train_profile): dX at N = 768 is fastest in 2 slices (3 lost), dW of fc1 / fc2 gains up to 4-5.
+ * Split-K choice by a small cost model of the GPU (TUNED_SMS: waves of one 128 x 128 workgroup per SM). Cost of s slices: waves x (k per slice + per-workgroup
+ * overhead) at the measured per-SM rate, plus the ordered reduction's traffic. A 64 x 128 tile counts as half a
+ * 128 x 128 one (two share an SM). Measured on the H100 (train_profile): dX at N = 768 is fastest in 2 slices
+ * (3 lost), dW of fc1 / fc2 gains up to 4-5.
  */
-const SMS = 132;
 /** Per-workgroup prologue and epilogue, in k values of a 128 x 128 tile. */
 const WG_OVERHEAD_K = 32;
 /** µs per k value of one 128 x 128 tile on one SM (~20 TFLOP/s over 132 SMs). */
@@ -68,13 +71,14 @@ const REDUCE_US = 8;
 const SPLIT_MIN_K = 128;
 const MAX_SPLITS = 16;
 
-/** How many k slices a call would use (1 = no split). */
-export function splitCount(M: number, N: number, K: number, scratchFloats: number): number {
-  const tiles = Math.ceil(M / MATMUL_TILE) * Math.ceil(N / MATMUL_TILE);
+/** How many k slices a call would use (1 = no split) with `tile` (default 128 x 128). */
+export function splitCount(M: number, N: number, K: number, scratchFloats: number, tile: Tile = { tm: 128, tn: 128 }): number {
+  const tiles = Math.ceil(M / tile.tm) * Math.ceil(N / tile.tn);
+  const perSm = (MATMUL_TILE * MATMUL_TILE) / (tile.tm * tile.tn);
   const maxSplits = Math.min(MAX_SPLITS, Math.floor(K / SPLIT_MIN_K), Math.floor(scratchFloats / (M * N)));
   const cost = (s: number) => {
     const kSlice = Math.ceil(K / s / 16) * 16;
-    const waves = Math.ceil((tiles * s) / SMS);
+    const waves = Math.ceil((tiles * s) / (SMS * perSm));
     const reduce = s > 1 ? ((s + 1) * M * N * 4) / REDUCE_BYTES_PER_US + REDUCE_US : 0;
     return waves * (kSlice + WG_OVERHEAD_K) * US_PER_TILE_K + reduce;
   };
@@ -86,15 +90,26 @@ export function splitCount(M: number, N: number, K: number, scratchFloats: numbe
   return pick;
 }
 
+/** train_matmul.wgsl for a layout and tile: 128 x 128 tiles read workgroup memory unrolled (see the shader). */
+export function matmulSource(aKContiguous: boolean, bKContiguous: boolean, tile: Tile): KernelSource {
+  const unrolled = tile.tm === 128 && tile.tn === 128;
+  return shaderSource('train_matmul', { A_KC: aKContiguous, B_KC: bKContiguous, TM: tile.tm, TN: tile.tn, UNROLLED: unrolled, LOOPED: !unrolled });
+}
+
 /** The tiled matmul of train_matmul.wgsl (deterministic: every output has one owner, a fixed k order). */
 export function matmul(gpu: Gpu, x: MatmulArgs): void {
   if (x.M === 0 || x.N === 0) return;
   const triangular = x.skipUpperTiles || x.aLowerTriangular || x.aUpperTriangular;
-  if (x.splitK && !x.batch && !triangular) {
-    const splits = splitCount(x.M, x.N, x.K, x.splitK.floats);
-    if (splits > 1) return splitMatmul(gpu, x, x.splitK.scratch, splits);
+  // Causal structure is skipped per 128 x 128 tile. A call that may split K takes 128 x 128 tiles (the unrolled
+  // kernel) and fills the GPU with slices: 27-34 TFLOP/s on the backward's products where 64 x 128 tiles with the
+  // same slices reached 20-29 (bench/matmul_bench.ts). Other calls take the tile that fills the GPU.
+  const maysplit = x.splitK !== undefined && !x.batch && !triangular;
+  const tile = x.tile ?? (triangular || maysplit ? LARGE_TILE : matmulTile(x.M, x.N));
+  if (maysplit) {
+    const splits = splitCount(x.M, x.N, x.K, x.splitK!.floats, tile);
+    if (splits > 1) return splitMatmul(gpu, x, x.splitK!.scratch, splits, tile);
   }
-  const k = gpu.kernel(shaderSource('train_matmul', { A_KC: x.aKContiguous, B_KC: x.bKContiguous }));
+  const k = gpu.kernel(matmulSource(x.aKContiguous, x.bKContiguous, tile));
   const flags = (x.accumulate ? 1 : 0) | (x.reluOutput ? 2 : 0) | (x.skipUpperTiles ? 4 : 0) |
     (x.aLowerTriangular ? 8 : 0) | (x.aUpperTriangular ? 16 : 0);
   const o = (v: number | undefined) => v ?? 0;
@@ -104,18 +119,18 @@ export function matmul(gpu: Gpu, x: MatmulArgs): void {
     x.batch?.first ?? 0, x.batch?.div ?? 1, flags, { f: x.alpha ?? 1 }, 0,
   ]);
   gpu.dispatch(k, [x.a.buffer, x.b.buffer, x.reluOutput ?? x.dummy, x.c.buffer], params,
-    [Math.ceil(x.N / MATMUL_TILE), Math.ceil(x.M / MATMUL_TILE), x.batch?.count ?? 1]);
+    [Math.ceil(x.N / tile.tn), Math.ceil(x.M / tile.tm), x.batch?.count ?? 1]);
 }
 
-function splitMatmul(gpu: Gpu, x: MatmulArgs, scratch: GpuBuffer, splits: number): void {
+function splitMatmul(gpu: Gpu, x: MatmulArgs, scratch: GpuBuffer, splits: number, tile: Tile): void {
   const kchunk = Math.ceil(x.K / splits / 16) * 16;
   const o = (v: number | undefined) => v ?? 0;
-  const k = gpu.kernel(shaderSource('train_matmul', { A_KC: x.aKContiguous, B_KC: x.bKContiguous }));
+  const k = gpu.kernel(matmulSource(x.aKContiguous, x.bKContiguous, tile));
   const MN = x.M * x.N;
   gpu.dispatch(k, [x.a.buffer, x.b.buffer, x.dummy, scratch], packParams([
     x.M, x.N, x.K, x.a.ld, x.b.ld, x.N, o(x.a.offset), o(x.b.offset), 0,
     0, 0, 0, 0, 0, 0, 0, 0, MN, 0, 1, 0, { f: x.alpha ?? 1 }, kchunk,
-  ]), [Math.ceil(x.N / MATMUL_TILE), Math.ceil(x.M / MATMUL_TILE), splits]);
+  ]), [Math.ceil(x.N / tile.tn), Math.ceil(x.M / tile.tm), splits]);
   const flags = (x.accumulate ? 1 : 0) | (x.reluOutput ? 2 : 0);
   gpu.dispatch(gpu.kernel(shaderSource('train_matmul_reduce')), [scratch, x.reluOutput ?? x.dummy, x.c.buffer],
     packParams([x.M, x.N, x.c.ld, o(x.c.offset), splits, flags]), grid1d(Math.ceil(MN / 256)));

@@ -1,0 +1,42 @@
+/**
+ * Output tiles of the tiled GEMMs (linear.wgsl, train_matmul.wgsl): a workgroup computes TM rows x TN columns,
+ * 128 or 64 each, 8 x 8 per thread. No result depends on the tile (each output is one fma chain over k in a fixed
+ * order), so the choice is speed alone.
+ */
+
+/** A workgroup's output tile. */
+export interface Tile {
+  tm: number;
+  tn: number;
+}
+
+/**
+ * SMs of the GPU the tile and split-K choices were tuned on (an H100: WebGPU does not expose the SM count).
+ * One 256-thread workgroup of a 128 x 128 tile fits an SM at a time (its 8 x 8 register block and operand
+ * fragments need ~160 registers a thread), so a call runs in waves of SMS such workgroups and a fractional last
+ * wave idles part of the GPU: M = 4096, N = 768 is 192 tiles, 1.45 waves.
+ */
+export const TUNED_SMS = 132;
+export const LARGE_TILE: Tile = { tm: 128, tn: 128 };
+/** 128 x 128 tiles below which a call takes 64 x 128 tiles instead (four waves). */
+const LARGE_TILE_MIN = 4 * TUNED_SMS;
+
+/**
+ * train_matmul.wgsl's tile for an M x N product (measured on the H100, bench/matmul_bench.ts): 64 x 128 tiles
+ * (128 threads, two per SM) run the 4096 x 768 products of the backward at 23-29 TFLOP/s where 128 x 128 tiles
+ * (1.45 waves) reach 19-25; with four waves or more 128 x 128 (unrolled, see the shader) is faster: 32-37
+ * TFLOP/s on the LM head's products. (Calls that may split K take 128 x 128 tiles whatever their count: see
+ * train/kernels/matmul.ts.)
+ */
+export function matmulTile(M: number, N: number): Tile {
+  const tiles = Math.ceil(M / 128) * Math.ceil(N / 128);
+  return tiles >= LARGE_TILE_MIN ? LARGE_TILE : { tm: 64, tn: 128 };
+}
+
+/**
+ * linear.wgsl's tile: 128 x 128 at every size measured (its two accumulator sets per output, segment and total,
+ * leave 64 x 128 tiles no faster: 21.4 vs 22.2 TFLOP/s at 4096 x 768 x 768).
+ */
+export function linearTile(_M: number, _N: number): Tile {
+  return LARGE_TILE;
+}
