@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 [ -f .gpu/enter.sh ] || bash ../shared/gpu/pack.sh
-for f in opt_bench kernel_profile decode_profile engine_bench batch_decode_profile train_bench serving_bench; do
+for f in opt_bench kernel_profile decode_profile engine_bench batch_decode_profile train_bench train_profile matmul_bench serving_bench; do
   node_modules/.bin/deno bundle --quiet -o ".gpu/$f.js" "bench/$f.ts"
 done
 # The actors' benchmarks; remote_bench runs its engine in a worker: pass --worker-module .gpu/model_worker.js
