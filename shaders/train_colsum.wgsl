@@ -1,5 +1,5 @@
 // Column sums for bias and LayerNorm-parameter gradients, deterministic in two passes:
-//   main:   partial[chunk, n] = sum over rows m of chunk (256 rows, in order) of v(m, n)
+//   main:   partial[chunk, n] = sum over rows m of chunk (64 rows: many workgroups, short chains) of v(m, n)
 //   then train_colsum_finish: out[n] += sum over chunks (in order) of partial[chunk, n]
 // with v(m, n) = y[off + m * ld + n], or, with XHAT, y[m * ld + n] * (x[m * ld + n] - mean_m) * rstd_m
 // (dgamma of a LayerNorm; stats from train_layernorm_backward). A workgroup is 64 columns x 4 row lanes.
@@ -16,7 +16,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> partial: array<f32>;
 
 const XHAT: bool = {{XHAT}};
-const ROWS: u32 = 256u;
+const ROWS: u32 = 64u;
 var<workgroup> lanes: array<f32, 256>;
 
 @compute @workgroup_size(64, 4)

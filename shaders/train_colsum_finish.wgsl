@@ -1,4 +1,6 @@
-// Second pass of train_colsum: out[n] += sum over chunks, in order, of partial[chunk, n].
+// Second pass of train_colsum: out[n] += the sum over chunks of partial[chunk, n], in a fixed order: four lanes
+// each sum every fourth chunk (lane l: chunks l, l + 4, ...), then ((lane 0 + lane 1) + lane 2) + lane 3.
+// A workgroup is 64 columns x 4 lanes (one lane per column left the chains 64 chunks long).
 struct Params {
   N: u32,
   chunks: u32,
@@ -7,11 +9,18 @@ struct Params {
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let n = gid.x;
-  if (n >= p.N) { return; }
-  var s = out[n];
-  for (var c = 0u; c < p.chunks; c++) { s += partial[c * p.N + n]; }
-  out[n] = s;
+var<workgroup> lanes: array<f32, 256>;
+
+@compute @workgroup_size(64, 4)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n = wg.x * 64u + lid.x;
+  var s = 0.0;
+  if (n < p.N) {
+    for (var c = lid.y; c < p.chunks; c += 4u) { s += partial[c * p.N + n]; }
+  }
+  lanes[lid.y * 64u + lid.x] = s;
+  workgroupBarrier();
+  if (lid.y == 0u && n < p.N) {
+    out[n] = out[n] + (((lanes[lid.x] + lanes[64u + lid.x]) + lanes[128u + lid.x]) + lanes[192u + lid.x]);
+  }
 }

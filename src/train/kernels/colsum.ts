@@ -3,7 +3,7 @@ import { packParams } from '../../gpu/gpu.ts';
 import { shaderSource } from '../../kernels/shader.ts';
 
 /** Rows per partial sum of train_colsum. */
-export const COLSUM_ROWS = 256;
+export const COLSUM_ROWS = 64;
 
 /** Scratch floats columnSum needs for M rows of N columns. */
 export function columnSumScratch(M: number, N: number): number {
