@@ -18,6 +18,7 @@ export interface Tile {
  */
 export const TUNED_SMS = 132;
 export const LARGE_TILE: Tile = { tm: 128, tn: 128 };
+const NARROW_TILE: Tile = { tm: 128, tn: 64 };
 /** 128 x 128 tiles below which a call takes 64 x 128 tiles instead (four waves). */
 const LARGE_TILE_MIN = 4 * TUNED_SMS;
 
@@ -25,11 +26,14 @@ const LARGE_TILE_MIN = 4 * TUNED_SMS;
  * train_matmul.wgsl's tile for an M x N product (measured on the H100, bench/matmul_bench.ts): 64 x 128 tiles
  * (128 threads, two per SM) run the 4096 x 768 products of the backward at 23-29 TFLOP/s where 128 x 128 tiles
  * (1.45 waves) reach 19-25; with four waves or more 128 x 128 (unrolled, see the shader) is faster: 32-37
- * TFLOP/s on the LM head's products. (Calls that may split K take 128 x 128 tiles whatever their count: see
+ * TFLOP/s on the LM head's products. Products at most 64 wide (attention's P V, dQ, dK, dV: N = head size)
+ * take 128 x 64 tiles: a 128-wide tile would compute as many columns again for nothing. `batch` entries count
+ * as that many more tiles. (Calls that may split K take 128 x 128 tiles whatever their count: see
  * train/kernels/matmul.ts.)
  */
-export function matmulTile(M: number, N: number): Tile {
-  const tiles = Math.ceil(M / 128) * Math.ceil(N / 128);
+export function matmulTile(M: number, N: number, batch = 1): Tile {
+  if (N <= 64) return NARROW_TILE;
+  const tiles = Math.ceil(M / 128) * Math.ceil(N / 128) * batch;
   return tiles >= LARGE_TILE_MIN ? LARGE_TILE : { tm: 64, tn: 128 };
 }
 

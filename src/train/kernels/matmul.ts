@@ -100,11 +100,11 @@ export function matmulSource(aKContiguous: boolean, bKContiguous: boolean, tile:
 export function matmul(gpu: Gpu, x: MatmulArgs): void {
   if (x.M === 0 || x.N === 0) return;
   const triangular = x.skipUpperTiles || x.aLowerTriangular || x.aUpperTriangular;
-  // Causal structure is skipped per 128 x 128 tile. A call that may split K takes 128 x 128 tiles (the unrolled
-  // kernel) and fills the GPU with slices: 27-34 TFLOP/s on the backward's products where 64 x 128 tiles with the
-  // same slices reached 20-29 (bench/matmul_bench.ts). Other calls take the tile that fills the GPU.
+  // A call that may split K takes 128 x 128 tiles (the unrolled kernel) and fills the GPU with slices: 27-34
+  // TFLOP/s on the backward's products where 64 x 128 tiles with the same slices reached 20-29
+  // (bench/matmul_bench.ts). Other calls take the tile that fills the GPU (causal skips work per tile, any size).
   const maysplit = x.splitK !== undefined && !x.batch && !triangular;
-  const tile = x.tile ?? (triangular || maysplit ? LARGE_TILE : matmulTile(x.M, x.N));
+  const tile = x.tile ?? (maysplit ? LARGE_TILE : matmulTile(x.M, x.N, x.batch?.count ?? 1));
   if (maysplit) {
     const splits = splitCount(x.M, x.N, x.K, x.splitK!.floats, tile);
     if (splits > 1) return splitMatmul(gpu, x, x.splitK!.scratch, splits, tile);
