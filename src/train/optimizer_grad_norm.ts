@@ -79,10 +79,13 @@ export class GlobalGradNorm {
         g.dispatch(pass1, [binding, this.partials], params, grid1d(Math.ceil(w.count / NORM_CHUNK)));
       }
     });
-    const pass2 = g.kernel(shaderSource('optim_norm_finalize'));
+    const finalize = shaderSource('optim_norm_finalize');
     const loss = opts.loss;
     const params = packParams([this.grads.length, { f: opts.maxNorm ?? 0 }, loss ? loss.count ?? 1 : 0, loss?.index ?? 0]);
-    g.dispatch(pass2, [this.partials, this.ranges, this.tensorSumSq, scalars, loss?.buffer ?? this.dummy], params, [1]);
+    const bindings = [this.partials, this.ranges, this.tensorSumSq, scalars, loss?.buffer ?? this.dummy];
+    // Per tensor in parallel, then one thread adds the tensors up in order and writes the step's scalars.
+    g.dispatch(g.kernel({ ...finalize, entryPoint: 'tensors' }), bindings, params, [this.grads.length]);
+    g.dispatch(g.kernel(finalize), bindings, params, [1]);
   }
 
   /** Per-tensor L2 norms of the gradients as of the last recorded pass (one readback). */

@@ -108,6 +108,8 @@ export class OptTrainingModel {
   readonly grads: ReadonlyMap<string, ParamTensor>;
   /** The buffers holding parameters and gradients (weight_arena.ts). */
   private readonly arenas: GpuBuffer[];
+  /** The gradient arenas alone (zeroed whole: one fill each instead of one per tensor). */
+  private readonly gradArenas: GpuBuffer[];
   /** Logit rows per loss chunk. */
   readonly logitRows: number;
   /**
@@ -121,11 +123,12 @@ export class OptTrainingModel {
   private released = false;
 
   private constructor(
-    gpu: Gpu, config: OptConfig, params: Map<string, ParamTensor>, grads: Map<string, ParamTensor>, arenas: GpuBuffer[], buf: Buffers,
+    gpu: Gpu, config: OptConfig, params: Map<string, ParamTensor>, grads: Map<string, ParamTensor>, arenas: GpuBuffer[], gradArenas: GpuBuffer[], buf: Buffers,
     maxBatchTokens: number, logitRows: number,
   ) {
     this.gpu = gpu;
     this.arenas = arenas;
+    this.gradArenas = gradArenas;
     this.config = config;
     this.params = params;
     this.grads = grads;
@@ -235,12 +238,13 @@ export class OptTrainingModel {
       split: { scratch: await f32(4 * Math.max(F, Tm) * H, 'matmul.splitK'), floats: 4 * Math.max(F, Tm) * H },
       dummy: await f32(4, 'dummy'),
     };
-    return new OptTrainingModel(gpu, config, params, grads, [...paramArenas.arenas, ...gradArenas.arenas], buf, Tm, logitRows);
+    return new OptTrainingModel(gpu, config, params, grads, [...paramArenas.arenas, ...gradArenas.arenas], gradArenas.arenas, buf, Tm, logitRows);
   }
 
   /** Record a GPU clear of every gradient. */
   zeroGrads(): void {
-    for (const g of this.grads.values()) fillZero(this.gpu, g.buffer, numElements(g.shape) * 4);
+    // Whole arenas (the alignment padding between tensors too): a few dispatches instead of one per tensor.
+    for (const a of this.gradArenas) fillZero(this.gpu, a);
   }
 
   /**
