@@ -104,7 +104,7 @@ export function matmul(gpu: Gpu, x: MatmulArgs): void {
   // TFLOP/s on the backward's products where 64 x 128 tiles with the same slices reached 20-29
   // (bench/matmul_bench.ts). Other calls take the tile that fills the GPU (causal skips work per tile, any size).
   const maysplit = x.splitK !== undefined && !x.batch && !triangular;
-  const tile = x.tile ?? (maysplit ? LARGE_TILE : matmulTile(x.M, x.N, x.batch?.count ?? 1));
+  const tile = x.tile ?? (maysplit ? LARGE_TILE : matmulTile(x.M, x.N, x.batch?.count ?? 1, x.K));
   if (maysplit) {
     const splits = splitCount(x.M, x.N, x.K, x.splitK!.floats, tile);
     if (splits > 1) return splitMatmul(gpu, x, x.splitK!.scratch, splits, tile);
