@@ -17,6 +17,7 @@ struct Params {
 
 const WG: u32 = 128u;
 var<workgroup> partial: array<f32, WG>;
+var<workgroup> partial2: array<vec2<f32>, WG>;
 
 fn reduce_sum(lid: u32, v: f32) -> f32 {
   partial[lid] = v;
@@ -26,6 +27,19 @@ fn reduce_sum(lid: u32, v: f32) -> f32 {
     workgroupBarrier();
   }
   let total = partial[0];
+  workgroupBarrier();
+  return total;
+}
+
+// Two sums in one tree (each component added as reduce_sum adds it: the same bits, half the barriers).
+fn reduce_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
+  partial2[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial2[lid] += partial2[lid + s]; }
+    workgroupBarrier();
+  }
+  let total = partial2[0];
   workgroupBarrier();
   return total;
 }
@@ -50,8 +64,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
     sg += g;
     sgx = fma(g, (x[base + i] - mean) * rstd, sgx);
   }
-  let mg = reduce_sum(lid, sg) / n;
-  let mgx = reduce_sum(lid, sgx) / n;
+  let sums = reduce_sum2(lid, vec2<f32>(sg, sgx));
+  let mg = sums.x / n;
+  let mgx = sums.y / n;
   for (var i = lid; i < p.dim; i += WG) {
     let xhat = (x[base + i] - mean) * rstd;
     var r = rstd * (dy[base + i] * gamma[i] - mg - xhat * mgx);
