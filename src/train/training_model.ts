@@ -86,6 +86,8 @@ interface Buffers {
 }
 
 const DEFAULT_MAX_LOGIT_BYTES = 512 * 1024 * 1024;
+/** Layers recorded per submit (see OptTrainingModel.submitPerLayer). */
+const SUBMIT_LAYERS = 6;
 /** Cap on one attention score scratch (two are held); groups of (sequence, head) pairs are sized to fit. */
 const MAX_ATTENTION_SCRATCH_BYTES = 128 * 1024 * 1024;
 
@@ -113,10 +115,11 @@ export class OptTrainingModel {
   /** Logit rows per loss chunk. */
   readonly logitRows: number;
   /**
-   * Submit each layer's forward and backward as it is recorded (default): the GPU starts on it while the host
-   * encodes the rest. A step is ~700 dispatches, ~20 ms of host time that otherwise all came before any GPU
-   * work (14 ms of a 194 ms step on the H100). Off only to capture the step's dispatches (a capture holds no
-   * submit: bench/train_profile.ts).
+   * Submit the forward and the backward in chunks of layers as they are recorded (default): the GPU starts on
+   * them while the host encodes the rest. A step is ~700 dispatches, ~20 ms of host time that otherwise all came
+   * before any GPU work (14 ms of a 194 ms step on the H100). Every 6 layers: each submit leaves the GPU a gap
+   * (a submit per layer cost ~1 ms a step more when steps are queued). Off only to capture the step's dispatches
+   * (a capture holds no submit: bench/train_profile.ts).
    */
   submitPerLayer = true;
   private readonly buf: Buffers;
@@ -305,8 +308,13 @@ export class OptTrainingModel {
 
   // ---------------------------------------------------------------------------------------------------------
 
+  private layersSinceSubmit = 0;
+  /** Called after each layer's forward or backward: submits every SUBMIT_LAYERS layers. */
   private submitLayer(): void {
-    if (this.submitPerLayer) this.gpu.flush();
+    if (this.submitPerLayer && ++this.layersSinceSubmit >= SUBMIT_LAYERS) {
+      this.layersSinceSubmit = 0;
+      this.gpu.flush();
+    }
   }
 
   private pack(batch: TrainBatch): PackedBatch {
@@ -498,7 +506,10 @@ export class OptTrainingModel {
       const attnBackward = (attnIn: GpuBuffer, dAttnIn: { buffer: GpuBuffer; accumulate: boolean }) => {
         // dh holds d loss / d (out_proj output).
         this.linearBackward({ T, x: A.attn, dy: { buffer: b.dh, ld: H }, weight: `${a}out_proj.weight`, bias: `${a}out_proj.bias`, N: H, K: H, dx: { buffer: b.dattn, accumulate: false } });
-        attentionBackward(g, { s: shape, qkv: A.qkv, keyMask: b.keyMask, scratch: b.attention, dummy: b.dummy, dout: b.dattn, dqkv: b.dqkv });
+        attentionBackward(g, {
+          s: shape, qkv: A.qkv, keyMask: b.keyMask, scratch: b.attention, dummy: b.dummy, dout: b.dattn, dqkv: b.dqkv,
+          probsFromForward: l === c.numLayers - 1, // the head and loss in between leave the attention scratch alone
+        });
         // k_proj.bias gets no gradient: adding a constant to every key shifts each query's scores by the same
         // q . b, which softmax ignores, so its gradient is exactly zero. Summing dK's columns would give rounding
         // noise (~1e-10 in f32), which AdamW's first step (update ~ lr * g / (|g| + eps)) turns into a real move.

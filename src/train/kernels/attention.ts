@@ -81,8 +81,12 @@ export function attentionForward(gpu: Gpu, c: Common & { out: GpuBuffer }): void
   }
 }
 
-/** dqkv ([B * L, 3H], overwritten) from dout ([B * L, H]), recomputing P. */
-export function attentionBackward(gpu: Gpu, c: Common & { dout: GpuBuffer; dqkv: GpuBuffer }): void {
+/**
+ * dqkv ([B * L, 3H], overwritten) from dout ([B * L, H]), recomputing P, except where `probsFromForward` says
+ * this layer's forward was the last attention to run (the last layer's backward comes right after it) and its
+ * probabilities are still in the scratch: one group, nothing recomputed (the same bits either way).
+ */
+export function attentionBackward(gpu: Gpu, c: Common & { dout: GpuBuffer; dqkv: GpuBuffer; probsFromForward?: boolean }): void {
   const { L, heads, headDim } = c.s, H = heads * headDim, H3 = 3 * H;
   const batchOf = (first: number, count: number) => ({ count, first, div: heads });
   const qkvAt = (col: number) => ({ buffer: c.qkv, ld: H3, offset: col, s1: L * H3, s2: headDim });
@@ -90,9 +94,10 @@ export function attentionBackward(gpu: Gpu, c: Common & { dout: GpuBuffer; dqkv:
   const dout = { buffer: c.dout, ld: H, s1: L * H, s2: headDim };
   const probs = { buffer: c.scratch.probs, ld: L, s3: L * L };
   const grads = { buffer: c.scratch.grads, ld: L, s3: L * L };
-  for (const { first, count } of groups(c.s, c.scratch.floats)) {
+  const all = groups(c.s, c.scratch.floats);
+  for (const { first, count } of all) {
     const batch = batchOf(first, count);
-    probabilities(gpu, c, first, count);
+    if (!(c.probsFromForward && all.length === 1)) probabilities(gpu, c, first, count);
     // dP = dO V^T (only j <= i is read).
     matmul(gpu, { M: L, N: L, K: headDim, a: dout, aKContiguous: true, b: qkvAt(2 * H), bKContiguous: true, c: grads, batch, skipUpperTiles: true, dummy: c.dummy });
     // dV = P^T dO (P[i, j] is zero unless i >= j).
