@@ -4,18 +4,16 @@
 //   p += -(lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)      with bc_i = 1 - beta_i^t
 // Host-side scalars (decay, step size, sqrt(bc2)) are computed in float64 and rounded once, like PyTorch's
 // Python scalars. The whole update is skipped when the step's finiteness flag is 0.
-// T is f32, or vec4<f32> where the window's length is a multiple of 4 (count then counts vec4s): the same
-// operations per element, four at a time (wider memory accesses; the optimizer is bandwidth-bound).
 struct Params {
   count: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 // [0] norm, [1] clip, [2] ok; [4] 1 - lr*wd, [5] lr / bc1, [6] sqrt(bc2), [7] 1 - beta1, [8] beta2, [9] 1 - beta2, [10] eps
 @group(0) @binding(1) var<storage, read> scalars: array<f32>;
-@group(0) @binding(2) var<storage, read_write> param: array<{{T}}>;
-@group(0) @binding(3) var<storage, read> grad: array<{{T}}>;
-@group(0) @binding(4) var<storage, read_write> exp_avg: array<{{T}}>;
-@group(0) @binding(5) var<storage, read_write> exp_avg_sq: array<{{T}}>;
+@group(0) @binding(2) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(4) var<storage, read_write> exp_avg: array<f32>;
+@group(0) @binding(5) var<storage, read_write> exp_avg_sq: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {

@@ -16,8 +16,8 @@
 // Split-K (kchunk > 0): workgroup z computes k in [z * kchunk, (z + 1) * kchunk) into its own slice of C (via sC3),
 // and train_matmul_reduce adds the slices in order: deterministic, and it fills the GPU when M x N has few tiles.
 // flags: bit 0 accumulate (C += ...), bit 1 relu mask (result *= aux(m, n) > 0, aux indexed like C),
-//        bit 2 skip tiles strictly above the diagonal (n0 > m0 + 127: outputs nobody reads, e.g. causal scores),
-//        bit 3 A is lower-triangular in (m, k) (k <= m): stop k at m0 + 128,
+//        bit 2 skip tiles strictly above the diagonal (n0 > m0 + TM - 1: outputs nobody reads, e.g. causal scores),
+//        bit 3 A is lower-triangular in (m, k) (k <= m): stop k at m0 + TM,
 //        bit 4 A is upper-triangular in (m, k) (k >= m): start k at m0 (rounded down to 16).
 struct Params {
   M: u32,
@@ -60,7 +60,7 @@ const THREADS: u32 = WX * WY;
 const KT: u32 = 16u;            // k values per step (32 measured no faster on the H100)
 const KQ: u32 = KT / 4u;        // vec4s of k per row per step
 const STRIDE: u32 = KQ + 1u;    // padded row stride in vec4s
-const A_SLOTS: u32 = TM * KQ / THREADS;   // vec4 loads per thread per k step (2 or 4)
+const A_SLOTS: u32 = TM * KQ / THREADS;   // vec4 loads per thread per k step (2 or 4; every tile taken divides)
 const B_SLOTS: u32 = TN * KQ / THREADS;
 // Two layouts of workgroup memory (UNROLLED chooses; measured on the H100, bench/matmul_bench.ts):
 //  - rows at [r * STRIDE + kq], read in a loop over the k quad: fastest for 64 x 128 tiles;

@@ -3,9 +3,7 @@
 // token of a sequence, padding) and target[row] its next token. Writes
 //   row_loss[row] = coef * (logsumexp(x) - x[target])
 //   x[v]          = grad_scale * coef * (softmax(x)[v] - [v == target])     (d(grad_scale * loss)/dlogits)
-// Max-subtracted, so large logits do not overflow: each thread keeps a running (max, sum of exp(x - max)) over
-// its logits in one read (rescaling the sum when the max grows), and a fixed tree merges the threads' pairs; the
-// row is read twice in all, not three times. train_loss_sum then adds row_loss up in a fixed order.
+// Max-subtracted, so large logits do not overflow. train_loss_sum then adds row_loss up in a fixed order.
 struct Params {
   rows: u32,
   vocab: u32,
@@ -19,20 +17,15 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> x: array<f32>;
 
 const WG: u32 = 256u;
-var<workgroup> partial: array<vec2<f32>, WG>;
+var<workgroup> partial: array<f32, WG>;
 
-// Two (max, sum of exp(x - max)) pairs as one.
-fn merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
-  let m = max(a.x, b.x);
-  if (m == -3.0e38) { return vec2<f32>(m, 0.0); }
-  return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
-}
-
-fn reduce(lid: u32, v: vec2<f32>) -> vec2<f32> {
+fn reduce(lid: u32, v: f32, is_max: bool) -> f32 {
   partial[lid] = v;
   workgroupBarrier();
   for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (lid < k) { partial[lid] = merge(partial[lid], partial[lid + k]); }
+    if (lid < k) {
+      if (is_max) { partial[lid] = max(partial[lid], partial[lid + k]); } else { partial[lid] += partial[lid + k]; }
+    }
     workgroupBarrier();
   }
   let r = partial[0];
@@ -49,13 +42,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let base = r * p.vocab;
   let c = coef[row];
   let tgt = target_ids[row];
-  var ms = vec2<f32>(-3.0e38, 0.0);
-  for (var v = lid; v < p.vocab; v += WG) {
-    let xv = x[base + v];
-    if (xv > ms.x) { ms = vec2<f32>(xv, ms.y * exp(ms.x - xv) + 1.0); } else { ms.y += exp(xv - ms.x); }
-  }
-  ms = reduce(lid, ms);
-  let lse = ms.x + log(ms.y);
+  var mx = -3.0e38;
+  for (var v = lid; v < p.vocab; v += WG) { mx = max(mx, x[base + v]); }
+  mx = reduce(lid, mx, true);
+  var sum = 0.0;
+  for (var v = lid; v < p.vocab; v += WG) { sum += exp(x[base + v] - mx); }
+  sum = reduce(lid, sum, false);
+  let lse = mx + log(sum);
   if (lid == 0u) { row_loss[row] = select(0.0, c * (lse - x[base + tgt]), c != 0.0); }
   // Every thread has read what it needs of the row (x[base + tgt] above by thread 0) before anyone writes.
   workgroupBarrier();

@@ -123,16 +123,12 @@ export class AdamWRule implements UpdateRule {
   }
 
   record(scalars: GpuBuffer): void {
-    const scalar = this.gpu.kernel(shaderSource('optim_adamw', { T: 'f32' }));
-    const vec4 = this.gpu.kernel(shaderSource('optim_adamw', { T: 'vec4<f32>' }));
+    const k = this.gpu.kernel(shaderSource('optim_adamw'));
     for (const u of this.units) {
       for (const w of elementWindows(u.elements, this.maxWindow)) {
         const r = windowRange(w);
         const bind = (buffer: GpuBuffer) => ({ buffer, ...r });
-        // Four elements a thread where the window allows (every arena window does): same arithmetic, wider loads.
-        const lanes = w.count % 4 === 0 ? 4 : 1;
-        const n = w.count / lanes;
-        this.gpu.dispatch(lanes === 4 ? vec4 : scalar, [scalars, bind(u.p), bind(u.g), bind(u.m), bind(u.v)], packParams([n]), grid1d(Math.ceil(n / 256)));
+        this.gpu.dispatch(k, [scalars, bind(u.p), bind(u.g), bind(u.m), bind(u.v)], packParams([w.count]), grid1d(Math.ceil(w.count / 256)));
       }
     }
   }

@@ -11,7 +11,7 @@ import { convertTensor, numElements } from '../model/weights/dtype.ts';
 import type { TensorMap } from '../model/weights/types.ts';
 import { packBatch, type PackedBatch } from './batch.ts';
 import { attentionBackward, attentionForward, type AttentionScratch } from './kernels/attention.ts';
-import { columnSum, columnSumScratch } from './kernels/colsum.ts';
+import { columnSum, columnSums, columnSumScratch } from './kernels/colsum.ts';
 import { fillZero } from './kernels/fill.ts';
 import { layerNormBackward } from './kernels/layernorm_backward.ts';
 import { matmul, type Operand } from './kernels/matmul.ts';
@@ -235,7 +235,7 @@ export class OptTrainingModel {
       logits: await f32(logitRows * V, 'loss.logits'),
       attention: { probs: await f32(attnFloats, 'attn.probs'), grads: await f32(attnFloats, 'attn.grads'), floats: attnFloats },
       lnStats: await f32(2 * Tm, 'ln.stats'),
-      colsum: await f32(columnSumScratch(Tm, Math.max(F, 3 * H, D)), 'colsum.partials'),
+      colsum: await f32(columnSumScratch(Tm, Math.max(F, 3 * H, D, 2 * H)), 'colsum.partials'),
       // Up to four K slices of the largest product with too few tiles for the GPU (matmul.ts): dW of fc1/fc2
       // (F x H) and, once the batch has more tokens than F, dX of the N = H layers (Tm x H: 192 tiles at 8 x 512).
       split: { scratch: await f32(4 * Math.max(F, Tm) * H, 'matmul.splitK'), floats: 4 * Math.max(F, Tm) * H },
@@ -520,9 +520,10 @@ export class OptTrainingModel {
             T, x: attnIn, dy: { buffer: b.dqkv, ld: 3 * H }, weight: { param: fused.weight, grad: fused.gradWeight }, bias: null,
             N: 3 * H, K: H, dx: { buffer: dAttnIn.buffer, accumulate: dAttnIn.accumulate },
           });
-          for (const [proj, i] of [['q_proj', 0], ['v_proj', 2]] as const) {
-            columnSum(g, { y: b.dqkv, M: T, N: H, ld: 3 * H, off: i * H, out: this.grad(`${a}${proj}.bias`), scratch: b.colsum, dummy: b.dummy });
-          }
+          columnSums(g, {
+            y: b.dqkv, M: T, N: 3 * H, ld: 3 * H, scratch: b.colsum, dummy: b.dummy,
+            outs: [{ col: 0, count: H, out: this.grad(`${a}q_proj.bias`) }, { col: 2 * H, count: H, out: this.grad(`${a}v_proj.bias`) }],
+          });
         } else {
           ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) => this.linearBackward({
             T, x: attnIn, dy: { buffer: b.dqkv, ld: 3 * H, offset: i * H }, weight: `${a}${proj}.weight`,

@@ -16,10 +16,10 @@ import { layerNormBackward, layerNormBackwardReference } from '../../src/train/k
 import { matmul, matmulReference, splitCount } from '../../src/train/kernels/matmul.ts';
 import { rowRuns, scatterAddRows, scatterAddRowsReference } from '../../src/train/kernels/scatter.ts';
 import { softmaxCrossEntropy, softmaxCrossEntropyReference, sumLoss } from '../../src/train/kernels/xent.ts';
-import { columnSumScratch } from '../../src/train/kernels/colsum.ts';
+import { columnSum, columnSums, columnSumScratch, layerNormColumnSums } from '../../src/train/kernels/colsum.ts';
 import { OptTrainingModel } from '../../src/train/training_model.ts';
 import type { TrainBatch } from '../../src/train/types.ts';
-import { assert, assertRejects, FIXTURES, randomFloats, readReference, testGpu } from './helpers.ts';
+import { assert, assertEquals, assertRejects, FIXTURES, randomFloats, readReference, testGpu } from './helpers.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
@@ -202,7 +202,7 @@ Deno.test('LayerNorm backward: reference vs finite differences, GPU vs reference
   const dxB = await upload(gpu, dx0), dgB = await upload(gpu, dg0), dbB = await upload(gpu, db0);
   layerNormBackward(gpu, {
     x: await upload(gpu, x), gamma: await upload(gpu, gamma), dy: await upload(gpu, dy), dx: dxB, accumulate: true, rows, dim,
-    dgamma: dgB, dbeta: dbB, stats: await gpu.createBuffer(rows * 8, 'stats'), scratch: await gpu.createBuffer(columnSumScratch(rows, dim) * 4, 's'),
+    dgamma: dgB, dbeta: dbB, stats: await gpu.createBuffer(rows * 8, 'stats'), scratch: await gpu.createBuffer(columnSumScratch(rows, 2 * dim) * 4, 's'),
     dummy: await gpu.createBuffer(16, 'd'),
   });
   const plus = (a: Float32Array, b: Float64Array) => Float64Array.from(b, (v, i) => v + a[i]);
@@ -213,6 +213,23 @@ Deno.test('LayerNorm backward: reference vs finite differences, GPU vs reference
   ];
   console.log(`LayerNorm backward GPU vs reference (accumulating): dx ${e[0].toExponential(2)}, dgamma ${e[1].toExponential(2)}, dbeta ${e[2].toExponential(2)}`);
   assert(e.every((v) => v < 1e-5));
+
+  // The one-pass column sums (both LayerNorm sums from one read; several outputs from one pass) give the bits of
+  // separate columnSum calls.
+  const dummy = await gpu.createBuffer(16, 'd'), scratch = await gpu.createBuffer(columnSumScratch(rows, 3 * dim) * 4, 's2');
+  const xB = await upload(gpu, x), dyB = await upload(gpu, dy), stats = await gpu.createBuffer(rows * 8, 'stats2');
+  layerNormBackward(gpu, { x: xB, gamma: await upload(gpu, gamma), dy: dyB, dx: await upload(gpu, dx0), accumulate: false, rows, dim, dgamma: await upload(gpu, dg0), dbeta: await upload(gpu, db0), stats, scratch, dummy });
+  const sep = [await upload(gpu, dg0), await upload(gpu, db0)], one = [await upload(gpu, dg0), await upload(gpu, db0)];
+  columnSum(gpu, { y: dyB, M: rows, N: dim, ld: dim, out: sep[0], scratch, dummy, xhat: { x: xB, stats } });
+  columnSum(gpu, { y: dyB, M: rows, N: dim, ld: dim, out: sep[1], scratch, dummy });
+  layerNormColumnSums(gpu, { dy: dyB, x: xB, stats, M: rows, N: dim, dgamma: one[0], dbeta: one[1], scratch });
+  const wide = await upload(gpu, randomFloats(rows * 3 * dim, 29)), cols = [await upload(gpu, dg0), await upload(gpu, db0)], apart = [await upload(gpu, dg0), await upload(gpu, db0)];
+  columnSums(gpu, { y: wide, M: rows, N: 3 * dim, ld: 3 * dim, scratch, dummy, outs: [{ col: 0, count: dim, out: cols[0] }, { col: 2 * dim, count: dim, out: cols[1] }] });
+  columnSum(gpu, { y: wide, M: rows, N: dim, ld: 3 * dim, out: apart[0], scratch, dummy });
+  columnSum(gpu, { y: wide, M: rows, N: dim, ld: 3 * dim, off: 2 * dim, out: apart[1], scratch, dummy });
+  for (const [a, b] of [[sep[0], one[0]], [sep[1], one[1]], [apart[0], cols[0]], [apart[1], cols[1]]]) {
+    assertEquals(await download(gpu, b, dim), await download(gpu, a, dim));
+  }
 });
 
 Deno.test('causal attention: reference backward vs finite differences, GPU forward/backward vs reference (masked keys, grouped)', async () => {

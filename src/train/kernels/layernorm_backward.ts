@@ -2,11 +2,11 @@ import type { Gpu, GpuBuffer } from '../../gpu/gpu.ts';
 import { packParams } from '../../gpu/gpu.ts';
 import { LAYER_NORM_EPS } from '../../kernels/layernorm.ts';
 import { grid1d, shaderSource } from '../../kernels/shader.ts';
-import { columnSum } from './colsum.ts';
+import { layerNormColumnSums } from './colsum.ts';
 
 /**
  * Backward of y = LayerNorm(x) * gamma + beta over rows of `dim`: dx (+)= ..., dgamma += sum dy * xhat,
- * dbeta += sum dy. `stats` ([rows] x vec2) and `scratch` (columnSumScratch(rows, dim) floats) are scratch.
+ * dbeta += sum dy. `stats` ([rows] x vec2) and `scratch` (columnSumScratch(rows, 2 * dim) floats) are scratch.
  */
 export function layerNormBackward(
   gpu: Gpu,
@@ -17,8 +17,7 @@ export function layerNormBackward(
 ): void {
   const k = gpu.kernel(shaderSource('train_layernorm_backward'));
   gpu.dispatch(k, [a.x, a.gamma, a.dy, a.stats, a.dx], packParams([a.rows, a.dim, { f: LAYER_NORM_EPS }, a.accumulate ? 1 : 0]), grid1d(a.rows));
-  columnSum(gpu, { y: a.dy, M: a.rows, N: a.dim, ld: a.dim, out: a.dgamma, scratch: a.scratch, dummy: a.dummy, xhat: { x: a.x, stats: a.stats } });
-  columnSum(gpu, { y: a.dy, M: a.rows, N: a.dim, ld: a.dim, out: a.dbeta, scratch: a.scratch, dummy: a.dummy });
+  layerNormColumnSums(gpu, { dy: a.dy, x: a.x, stats: a.stats, M: a.rows, N: a.dim, dgamma: a.dgamma, dbeta: a.dbeta, scratch: a.scratch });
 }
 
 /** CPU reference (float64): returns dx, dgamma, dbeta for y = LayerNorm(x) * gamma + beta. */
