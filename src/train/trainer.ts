@@ -37,6 +37,8 @@ export interface TrainerOptions {
   maxGradNorm?: number;
   /** Cap on one chunk of logits in bytes (see TrainingModelOptions). */
   maxLogitBytes?: number;
+  /** Cap on the bytes of saved attention probabilities (see TrainingModelOptions). */
+  maxSavedAttentionBytes?: number;
 }
 
 export interface StepResult {
@@ -100,7 +102,7 @@ export class Trainer {
     }
     const { config, configJson, tensors } = await resolveModel(opts.model);
     const gpu = opts.gpu ?? await LocalGpu.create();
-    const model = await OptTrainingModel.create(gpu, config, tensors, { maxBatchTokens: opts.maxBatchTokens, maxLogitBytes: opts.maxLogitBytes });
+    const model = await OptTrainingModel.create(gpu, config, tensors, { maxBatchTokens: opts.maxBatchTokens, maxLogitBytes: opts.maxLogitBytes, maxSavedAttentionBytes: opts.maxSavedAttentionBytes });
     let optimizer: Optimizer;
     try {
       optimizer = await Optimizer.create(gpu, model.params, model.grads, opts.optimizer, { maxGradNorm: opts.maxGradNorm });

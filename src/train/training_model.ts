@@ -60,6 +60,8 @@ interface Buffers {
   loss: GpuBuffer;
   /** x[l]: input of layer l; x[numLayers] is the last layer's output. */
   x: GpuBuffer[];
+  /** Per layer, its attention probabilities kept from the forward for the backward, or null: recomputed. */
+  savedProbs: GpuBuffer[] | null;
   /** Per layer, the fused q/k/v views, or null where the arenas do not hold them back to back. */
   fusedQkv: Array<FusedQkv | null>;
   layers: LayerActs[];
@@ -86,6 +88,8 @@ interface Buffers {
 }
 
 const DEFAULT_MAX_LOGIT_BYTES = 512 * 1024 * 1024;
+/** Default cap on saved attention probabilities (OPT-125m at 8 x 512 needs 1.2 GB: its step then peaks at 5.9 GB). */
+const DEFAULT_MAX_SAVED_ATTENTION_BYTES = 1.5 * 1024 * 1024 * 1024;
 /** Layers recorded per submit (see OptTrainingModel.submitPerLayer). */
 const SUBMIT_LAYERS = 6;
 /** Cap on one attention score scratch (two are held); groups of (sequence, head) pairs are sized to fit. */
@@ -209,6 +213,11 @@ export class OptTrainingModel {
     const maxL = Math.min(Tm, config.maxPositions);
     const want = Math.ceil(Tm / maxL) * config.numHeads * maxL * maxL;
     const attnFloats = Math.max(maxL * maxL, Math.min(want, Math.floor(Math.min(MAX_ATTENTION_SCRATCH_BYTES, binding) / 4)));
+    // Saved probabilities (attention.ts) where the whole batch's scores fit one group and all layers' together
+    // fit the cap; the shared scratch then only serves dP / dS.
+    const saveProbs = attnFloats === want && config.numLayers * want * 4 <= (opts.maxSavedAttentionBytes ?? DEFAULT_MAX_SAVED_ATTENTION_BYTES);
+    const savedProbs: GpuBuffer[] | null = saveProbs ? [] : null;
+    for (let l = 0; savedProbs && l < config.numLayers; l++) savedProbs.push(await f32(want, `act.l${l}.probs`));
     const buf: Buffers = {
       ids: await u32(Tm, 'batch.ids'),
       positionRows: await u32(Tm, 'batch.positions'),
@@ -233,7 +242,8 @@ export class OptTrainingModel {
       dHead: await f32(Tm * D, 'grad.dHead'),
       dEmbedTok: hasProj ? await f32(Tm * D, 'grad.dEmbedTok') : null,
       logits: await f32(logitRows * V, 'loss.logits'),
-      attention: { probs: await f32(attnFloats, 'attn.probs'), grads: await f32(attnFloats, 'attn.grads'), floats: attnFloats },
+      attention: { probs: await f32(saveProbs ? 4 : attnFloats, 'attn.probs'), grads: await f32(attnFloats, 'attn.grads'), floats: attnFloats },
+      savedProbs,
       lnStats: await f32(2 * Tm, 'ln.stats'),
       colsum: await f32(columnSumScratch(Tm, Math.max(F, 3 * H, D, 2 * H)), 'colsum.partials'),
       // Up to four K slices of the largest product with too few tiles for the GPU (matmul.ts): dW of fc1/fc2
@@ -300,7 +310,7 @@ export class OptTrainingModel {
       b.ids, b.positionRows, b.keyMask, b.targets, b.coef, b.rowLoss, b.loss, ...b.x,
       ...b.layers.flatMap((l) => [l.h1, l.h2, l.h3, l.qkv, l.attn, l.ffn]),
       b.finalNormed, b.projOut, b.embedTok, b.dh, b.dtmp, b.dattn, b.dqkv, b.dffn, b.dHead, b.dEmbedTok, b.logits,
-      b.attention.probs, b.attention.grads, b.lnStats, b.colsum, b.split.scratch, b.dummy,
+      b.attention.probs, b.attention.grads, ...(b.savedProbs ?? []), b.lnStats, b.colsum, b.split.scratch, b.dummy,
       b.tokenRuns.rows, b.tokenRuns.starts, b.tokenRuns.order, b.positionRuns.rows, b.positionRuns.starts, b.positionRuns.order,
     ];
     return [...new Set(list.filter((x): x is GpuBuffer => x !== null))];
@@ -391,7 +401,7 @@ export class OptTrainingModel {
         ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) =>
           lin(attnIn, `${a}${proj}.weight`, `${a}${proj}.bias`, A.qkv, H, H, { ldy: 3 * H, ycol: i * H }));
       }
-      attentionForward(g, { s: shape, qkv: A.qkv, keyMask: b.keyMask, scratch: b.attention, dummy: b.dummy, out: A.attn });
+      attentionForward(g, { s: shape, qkv: A.qkv, keyMask: b.keyMask, scratch: b.attention, dummy: b.dummy, out: A.attn, saved: b.savedProbs?.[l] });
       if (c.layerNormBefore) {
         lin(A.attn, `${a}out_proj.weight`, `${a}out_proj.bias`, A.h2, H, H, { residual: x });
         ln(A.h2, `${p}final_layer_norm`, A.h3);
@@ -508,6 +518,7 @@ export class OptTrainingModel {
         this.linearBackward({ T, x: A.attn, dy: { buffer: b.dh, ld: H }, weight: `${a}out_proj.weight`, bias: `${a}out_proj.bias`, N: H, K: H, dx: { buffer: b.dattn, accumulate: false } });
         attentionBackward(g, {
           s: shape, qkv: A.qkv, keyMask: b.keyMask, scratch: b.attention, dummy: b.dummy, dout: b.dattn, dqkv: b.dqkv,
+          saved: b.savedProbs?.[l],
           probsFromForward: l === c.numLayers - 1, // the head and loss in between leave the attention scratch alone
         });
         // k_proj.bias gets no gradient: adding a constant to every key shifts each query's scores by the same

@@ -259,6 +259,15 @@ Deno.test('causal attention: reference backward vs finite differences, GPU forwa
   console.log(`attention GPU vs reference: forward ${eF.toExponential(2)}, backward ${eB.toExponential(2)}`);
   assert(eF < 1e-5 && eB < 1e-5);
   assert(gotD.every(Number.isFinite), 'queries with no visible key must not produce NaN');
+  // With the layer's own probability buffer (one group: scratch for all 6 pairs): the forward leaves P there, the
+  // backward reads it instead of recomputing; the same bits as recomputing.
+  const all = 6 * s.L * s.L;
+  const big = { probs: await gpu.createBuffer(16, 'p2'), grads: await gpu.createBuffer(all * 4, 'g2'), floats: all };
+  const saved = await gpu.createBuffer(all * 4, 'saved'), out2 = await gpu.createBuffer(T * H * 4, 'out2'), dqkv2 = await gpu.createBuffer(T * 3 * H * 4, 'dqkv2');
+  attentionForward(gpu, { s, qkv: qkvB, keyMask: maskB, scratch: big, dummy, out: out2, saved });
+  attentionBackward(gpu, { s, qkv: qkvB, keyMask: maskB, scratch: big, dummy, dout: doutB, dqkv: dqkv2, saved });
+  assertEquals(await download(gpu, out2, T * H), await download(gpu, out, T * H));
+  assertEquals(await download(gpu, dqkv2, T * 3 * H), gotD);
 });
 
 Deno.test('fused softmax + cross-entropy: reference vs finite differences, GPU vs reference', async () => {

@@ -7,11 +7,12 @@ import { matmul } from './matmul.ts';
  * Causal self-attention over whole sequences for training, as batched matmuls over (sequence, head):
  * S = scale Q K^T, P = softmax(S) (causal, padding keys masked), O = P V.
  *
- * Recompute, not saved probabilities: the backward recomputes S and P per layer from the saved q, k, v.
- * Saving P costs B * heads * L^2 floats per layer (OPT-125m at 8 x 512: 100 MB a layer, 1.2 GB over 12 layers,
- * as much as every other saved activation together), which would break the 6 GB budget of the step; the
- * recompute costs one extra Q K^T and softmax per layer (~5% of the step's FLOPs). The score scratch is
- * transient and shared by all layers, and bounded: (sequence, head) pairs are processed in groups that fit it.
+ * Saved or recomputed probabilities, chosen by memory (OptTrainingModel): P costs B * heads * L^2 floats per
+ * layer (OPT-125m at 8 x 512: 100 MB a layer, 1.2 GB over 12 layers). Where the model can afford it, each layer
+ * has its own P buffer (`saved`): the forward leaves P there and the backward reads it (saves a Q K^T and a
+ * softmax per layer, ~3 ms of the 8 x 512 step on an H100). Otherwise the backward recomputes S and P from the
+ * saved q, k, v into a transient scratch shared by all layers, bounded: (sequence, head) pairs are processed in
+ * groups that fit it. The recomputed P has the forward's bits (same kernels, same inputs).
  */
 export interface AttentionShape {
   /** Sequences and their (padded) length: rows of qkv are b * L + i. */
@@ -45,6 +46,8 @@ interface Common {
   keyMask: GpuBuffer;
   scratch: AttentionScratch;
   dummy: GpuBuffer;
+  /** This layer's own P buffer ([B * heads, L, L] f32, the whole batch in one group), or none: recompute. */
+  saved?: GpuBuffer;
 }
 
 function groups(s: AttentionShape, scratchFloats: number): Array<{ first: number; count: number }> {
@@ -53,27 +56,35 @@ function groups(s: AttentionShape, scratchFloats: number): Array<{ first: number
   return out;
 }
 
-/** Recompute P for a group into scratch.probs. */
-function probabilities(gpu: Gpu, c: Common, first: number, count: number): void {
+/** Where a layer's P lives: its own buffer, or the shared scratch (one group at a time). */
+function probsOf(c: Common, groupCount: number): GpuBuffer {
+  if (c.saved && groupCount !== 1) throw new RangeError('attention: saved probabilities need the whole batch in one group');
+  return c.saved ?? c.scratch.probs;
+}
+
+/** Compute P for a group into its buffer (probsOf). */
+function probabilities(gpu: Gpu, c: Common, first: number, count: number, P: GpuBuffer): void {
   const { L, heads, headDim } = c.s, H = heads * headDim, H3 = 3 * H;
   matmul(gpu, {
     M: L, N: L, K: headDim, alpha: 1 / Math.sqrt(headDim),
     a: { buffer: c.qkv, ld: H3, s1: L * H3, s2: headDim }, aKContiguous: true,
     b: { buffer: c.qkv, ld: H3, offset: H, s1: L * H3, s2: headDim }, bKContiguous: true,
-    c: { buffer: c.scratch.probs, ld: L, s3: L * L },
+    c: { buffer: P, ld: L, s3: L * L },
     batch: { count, first, div: heads }, skipUpperTiles: true, dummy: c.dummy,
   });
-  gpu.dispatch(gpu.kernel(shaderSource('train_attn_softmax')), [c.keyMask, c.scratch.probs], packParams([count * L, L, heads, first]), grid1d(count * L));
+  gpu.dispatch(gpu.kernel(shaderSource('train_attn_softmax')), [c.keyMask, P], packParams([count * L, L, heads, first]), grid1d(count * L));
 }
 
 /** out[b * L + i, h * hd + d] = sum_j P[b, h, i, j] v[b * L + j, h * hd + d]. */
 export function attentionForward(gpu: Gpu, c: Common & { out: GpuBuffer }): void {
   const { L, heads, headDim } = c.s, H = heads * headDim, H3 = 3 * H;
-  for (const { first, count } of groups(c.s, c.scratch.floats)) {
-    probabilities(gpu, c, first, count);
+  const all = groups(c.s, c.scratch.floats);
+  const P = probsOf(c, all.length);
+  for (const { first, count } of all) {
+    probabilities(gpu, c, first, count, P);
     matmul(gpu, {
       M: L, N: headDim, K: L,
-      a: { buffer: c.scratch.probs, ld: L, s3: L * L }, aKContiguous: true, aLowerTriangular: true,
+      a: { buffer: P, ld: L, s3: L * L }, aKContiguous: true, aLowerTriangular: true,
       b: { buffer: c.qkv, ld: H3, offset: 2 * H, s1: L * H3, s2: headDim }, bKContiguous: false,
       c: { buffer: c.out, ld: H, s1: L * H, s2: headDim },
       batch: { count, first, div: heads }, dummy: c.dummy,
@@ -82,9 +93,10 @@ export function attentionForward(gpu: Gpu, c: Common & { out: GpuBuffer }): void
 }
 
 /**
- * dqkv ([B * L, 3H], overwritten) from dout ([B * L, H]), recomputing P, except where `probsFromForward` says
- * this layer's forward was the last attention to run (the last layer's backward comes right after it) and its
- * probabilities are still in the scratch: one group, nothing recomputed (the same bits either way).
+ * dqkv ([B * L, 3H], overwritten) from dout ([B * L, H]). P is read from the layer's `saved` buffer, or
+ * recomputed, except where `probsFromForward` says this layer's forward was the last attention to run (the last
+ * layer's backward comes right after it) and its probabilities are still in the scratch: one group, nothing
+ * recomputed (the same bits either way).
  */
 export function attentionBackward(gpu: Gpu, c: Common & { dout: GpuBuffer; dqkv: GpuBuffer; probsFromForward?: boolean }): void {
   const { L, heads, headDim } = c.s, H = heads * headDim, H3 = 3 * H;
@@ -92,18 +104,19 @@ export function attentionBackward(gpu: Gpu, c: Common & { dout: GpuBuffer; dqkv:
   const qkvAt = (col: number) => ({ buffer: c.qkv, ld: H3, offset: col, s1: L * H3, s2: headDim });
   const dqkvAt = (col: number) => ({ buffer: c.dqkv, ld: H3, offset: col, s1: L * H3, s2: headDim });
   const dout = { buffer: c.dout, ld: H, s1: L * H, s2: headDim };
-  const probs = { buffer: c.scratch.probs, ld: L, s3: L * L };
-  const grads = { buffer: c.scratch.grads, ld: L, s3: L * L };
   const all = groups(c.s, c.scratch.floats);
+  const P = probsOf(c, all.length);
+  const probs = { buffer: P, ld: L, s3: L * L };
+  const grads = { buffer: c.scratch.grads, ld: L, s3: L * L };
   for (const { first, count } of all) {
     const batch = batchOf(first, count);
-    if (!(c.probsFromForward && all.length === 1)) probabilities(gpu, c, first, count);
+    if (!c.saved && !(c.probsFromForward && all.length === 1)) probabilities(gpu, c, first, count, P);
     // dP = dO V^T (only j <= i is read).
     matmul(gpu, { M: L, N: L, K: headDim, a: dout, aKContiguous: true, b: qkvAt(2 * H), bKContiguous: true, c: grads, batch, skipUpperTiles: true, dummy: c.dummy });
     // dV = P^T dO (P[i, j] is zero unless i >= j).
     matmul(gpu, { M: L, N: headDim, K: L, a: probs, aKContiguous: false, aUpperTriangular: true, b: dout, bKContiguous: false, c: dqkvAt(2 * H), batch, dummy: c.dummy });
     // dS = scale * P * (dP - rowsum(P dP)).
-    gpu.dispatch(gpu.kernel(shaderSource('train_attn_softmax_backward')), [c.scratch.probs, c.scratch.grads],
+    gpu.dispatch(gpu.kernel(shaderSource('train_attn_softmax_backward')), [P, c.scratch.grads],
       packParams([count * L, L, { f: 1 / Math.sqrt(headDim) }]), grid1d(count * L));
     // dQ = dS K, dK = dS^T Q.
     matmul(gpu, { M: L, N: headDim, K: L, a: grads, aKContiguous: true, aLowerTriangular: true, b: qkvAt(H), bKContiguous: false, c: dqkvAt(0), batch, dummy: c.dummy });
