@@ -16,7 +16,7 @@ const arg = (n: string, d: string) => { const i = Deno.args.indexOf(`--${n}`); r
 const B = Number(arg('batch', '8')), L = Number(arg('seq', '512')), top = Number(arg('top', '25'));
 const gpu = await LocalGpu.create();
 const trainer = await Trainer.create({
-  model: arg('model', 'synthetic:opt-125m:1'), gpu, maxBatchTokens: B * L,
+  model: arg('model', 'synthetic:opt-125m:1'), gpu, maxBatchTokens: B * L, maxSequenceLength: L,
   optimizer: { type: 'adamw', lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
 });
 const limit = Math.min(50000, trainer.config.vocabSize);

@@ -31,7 +31,7 @@ const fail = (msg: string): never => { throw new TrainingInputError(msg); };
  * mean next-token cross-entropy over every target (HF labels = input_ids); weighted, sum_t w_t nll_t / count;
  * with a mask, a target counts only when it and its input token are both real, and count is their number.
  */
-export function packBatch(config: OptConfig, batch: TrainBatch, maxBatchTokens: number): PackedBatch {
+export function packBatch(config: OptConfig, batch: TrainBatch, maxBatchTokens: number, maxSequenceLength = config.maxPositions): PackedBatch {
   const rows = batch.ids;
   if (!Array.isArray(rows) || rows.length === 0) fail('batch.ids must be a non-empty array of token-id rows');
   const B = rows.length;
@@ -53,6 +53,7 @@ export function packBatch(config: OptConfig, batch: TrainBatch, maxBatchTokens: 
   }
   if (L < 2) fail(`sequences need at least 2 tokens (one input and one target), got ${L}`);
   if (L > config.maxPositions) fail(`sequence of ${L} tokens is longer than the position table (max_position_embeddings ${config.maxPositions})`);
+  if (L > maxSequenceLength) fail(`sequence of ${L} tokens is longer than maxSequenceLength ${maxSequenceLength}`);
   if (B * L > maxBatchTokens) fail(`batch of ${B} x ${L} = ${B * L} tokens exceeds maxBatchTokens ${maxBatchTokens}`);
   const weights = batch.weights;
   if (weights !== undefined) {

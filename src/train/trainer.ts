@@ -39,6 +39,8 @@ export interface TrainerOptions {
   maxLogitBytes?: number;
   /** Cap on the bytes of saved attention probabilities (see TrainingModelOptions). */
   maxSavedAttentionBytes?: number;
+  /** The longest sequence a batch may hold (see TrainingModelOptions); default max_position_embeddings. */
+  maxSequenceLength?: number;
 }
 
 export interface StepResult {
@@ -102,7 +104,7 @@ export class Trainer {
     }
     const { config, configJson, tensors } = await resolveModel(opts.model);
     const gpu = opts.gpu ?? await LocalGpu.create();
-    const model = await OptTrainingModel.create(gpu, config, tensors, { maxBatchTokens: opts.maxBatchTokens, maxLogitBytes: opts.maxLogitBytes, maxSavedAttentionBytes: opts.maxSavedAttentionBytes });
+    const model = await OptTrainingModel.create(gpu, config, tensors, { maxBatchTokens: opts.maxBatchTokens, maxLogitBytes: opts.maxLogitBytes, maxSavedAttentionBytes: opts.maxSavedAttentionBytes, maxSequenceLength: opts.maxSequenceLength });
     let optimizer: Optimizer;
     try {
       optimizer = await Optimizer.create(gpu, model.params, model.grads, opts.optimizer, { maxGradNorm: opts.maxGradNorm });

@@ -105,6 +105,8 @@ export class OptTrainingModel {
   readonly config: OptConfig;
   readonly gpu: Gpu;
   readonly maxBatchTokens: number;
+  /** The longest sequence a batch may hold (TrainingModelOptions.maxSequenceLength). */
+  readonly maxSequenceLength: number;
   /**
    * One f32 tensor per HF name (HF shapes), each a sub-buffer of the parameter arenas; the tied head is
    * `model.decoder.embed_tokens.weight` (no lm_head entry).
@@ -131,7 +133,7 @@ export class OptTrainingModel {
 
   private constructor(
     gpu: Gpu, config: OptConfig, params: Map<string, ParamTensor>, grads: Map<string, ParamTensor>, arenas: GpuBuffer[], gradArenas: GpuBuffer[], buf: Buffers,
-    maxBatchTokens: number, logitRows: number,
+    maxBatchTokens: number, logitRows: number, maxSequenceLength: number,
   ) {
     this.gpu = gpu;
     this.arenas = arenas;
@@ -141,6 +143,7 @@ export class OptTrainingModel {
     this.grads = grads;
     this.buf = buf;
     this.maxBatchTokens = maxBatchTokens;
+    this.maxSequenceLength = maxSequenceLength;
     this.logitRows = logitRows;
   }
 
@@ -210,7 +213,11 @@ export class OptTrainingModel {
     const fitRows = Math.floor(Math.min(opts.maxLogitBytes ?? DEFAULT_MAX_LOGIT_BYTES, binding) / (V * 4));
     const logitRows = Math.max(1, Math.min(Tm, fitRows >= 128 ? Math.floor(fitRows / 128) * 128 : fitRows));
     // Score scratch: the whole batch's (sequence, head) pairs at the longest possible sequence, capped.
-    const maxL = Math.min(Tm, config.maxPositions);
+    const maxSeq = opts.maxSequenceLength ?? config.maxPositions;
+    if (!Number.isInteger(maxSeq) || maxSeq < 2 || maxSeq > config.maxPositions) {
+      throw new RangeError(`maxSequenceLength must be an integer in [2, ${config.maxPositions}] (max_position_embeddings), got ${maxSeq}`);
+    }
+    const maxL = Math.min(Tm, maxSeq);
     const want = Math.ceil(Tm / maxL) * config.numHeads * maxL * maxL;
     const attnFloats = Math.max(maxL * maxL, Math.min(want, Math.floor(Math.min(MAX_ATTENTION_SCRATCH_BYTES, binding) / 4)));
     // Saved probabilities (attention.ts) where the whole batch's scores fit one group and all layers' together
@@ -251,7 +258,7 @@ export class OptTrainingModel {
       split: { scratch: await f32(4 * Math.max(F, Tm) * H, 'matmul.splitK'), floats: 4 * Math.max(F, Tm) * H },
       dummy: await f32(4, 'dummy'),
     };
-    return new OptTrainingModel(gpu, config, params, grads, [...paramArenas.arenas, ...gradArenas.arenas], gradArenas.arenas, buf, Tm, logitRows);
+    return new OptTrainingModel(gpu, config, params, grads, [...paramArenas.arenas, ...gradArenas.arenas], gradArenas.arenas, buf, Tm, logitRows, maxSeq);
   }
 
   /** Record a GPU clear of every gradient. */
@@ -329,7 +336,7 @@ export class OptTrainingModel {
 
   private pack(batch: TrainBatch): PackedBatch {
     if (this.released) throw new Error('OptTrainingModel: used after release()');
-    const p = packBatch(this.config, batch, this.maxBatchTokens);
+    const p = packBatch(this.config, batch, this.maxBatchTokens, this.maxSequenceLength);
     const g = this.gpu, b = this.buf;
     g.write(b.ids, p.ids);
     g.write(b.positionRows, p.positionRows);

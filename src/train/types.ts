@@ -35,6 +35,11 @@ export interface TrainingModelOptions {
    */
   maxLogitBytes?: number;
   /**
+   * The longest sequence a batch may hold (default: the model's max_position_embeddings), like vLLM's
+   * max_model_len: attention memory is sized for it, so a shorter bound can let the probabilities be saved.
+   */
+  maxSequenceLength?: number;
+  /**
    * Most bytes to spend on saving every layer's attention probabilities for the backward (instead of recomputing
    * them: ~3 ms of OPT-125m's 8 x 512 step on an H100, 1.2 GB). Default 1.5 GiB; 0 always recomputes.
    */

@@ -291,6 +291,14 @@ Deno.test('bad input: mismatched weight shapes, ragged batch without mask, ids >
     await assertRejects(() => trainer.step(f.batch, { weights: [f.weighted.weights[0]] }), TrainingInputError, 'weights');
     const gpu = await testGpu();
     await assertRejects(() => Trainer.create({ model: `${FIXTURES}opt-tiny`, gpu, optimizer: { type: 'adamw', lr: -1 }, maxBatchTokens: 8 }), InvalidInputError, 'lr');
+    await assertRejects(() => Trainer.create({ model: `${FIXTURES}opt-tiny`, gpu, optimizer: { type: 'sgd', lr: 1 }, maxBatchTokens: 8, maxSequenceLength: 1e6 }), RangeError, 'maxSequenceLength');
+    const short = await Trainer.create({ model: `${FIXTURES}opt-tiny`, gpu, optimizer: { type: 'sgd', lr: 1 }, maxBatchTokens: 2 * 48, maxSequenceLength: 16 });
+    try {
+      await assertRejects(() => short.step(f.batch), TrainingInputError, 'maxSequenceLength 16');
+      await short.step(f.batch.map((r) => r.slice(0, 16)));
+    } finally {
+      short.release();
+    }
     assertEquals(trainer.stepCount, 0);
     // Still usable after the rejected inputs.
     assert(rel((await trainer.step(f.batch)).loss, f.loss) <= 1e-5);
