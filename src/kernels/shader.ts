@@ -16,7 +16,7 @@ export function shaderSource(file: string, params: Record<string, string | numbe
   const template = SHADERS[file];
   if (template === undefined) throw new Error(`no shader named ${file} in shaders/`);
   const usesF16 = Object.values(params).some((v) => v === 'f16');
-  let code = keepIf(template, params, file).replaceAll('{{ENABLE_F16}}', usesF16 ? 'enable f16;' : '');
+  let code = repeat(keepIf(template, params, file), file).replaceAll('{{ENABLE_F16}}', usesF16 ? 'enable f16;' : '');
   for (const [k, v] of Object.entries(params)) code = code.replaceAll(`{{${k}}}`, String(v));
   const missing = code.match(/\{\{[A-Z_0-9]+\}\}/);
   if (missing) throw new Error(`shader ${file}: parameter ${missing[0]} was not given`);
@@ -53,6 +53,35 @@ function keepIf(code: string, params: Record<string, string | number | boolean>,
     if (keep) out.push(line);
   }
   if (open) throw new Error(`shader ${file}: //#if ${open} is never closed`);
+  return out.join('\n');
+}
+
+/**
+ * Unrolled blocks: the lines between `//#repeat NAME COUNT` and `//#end` (no nesting) appear COUNT times, with
+ * `{{NAME}}` replaced by 0, 1, ... COUNT - 1. For loops a kernel unrolls by hand so that its indices are constants
+ * (drivers do not reliably unroll, and a dynamic index costs a bounds check and registers).
+ */
+function repeat(code: string, file: string): string {
+  if (!code.includes('//#repeat ')) return code;
+  const out: string[] = [];
+  let block: { name: string; count: number; lines: string[] } | null = null;
+  for (const line of code.split('\n')) {
+    const m = line.match(/^\s*\/\/#repeat ([A-Z_0-9]+) (\d+)\s*$/);
+    if (m) {
+      if (block) throw new Error(`shader ${file}: //#repeat ${m[1]} inside //#repeat ${block.name}`);
+      block = { name: m[1], count: Number(m[2]), lines: [] };
+      continue;
+    }
+    if (/^\s*\/\/#end\s*$/.test(line)) {
+      if (!block) throw new Error(`shader ${file}: //#end without //#repeat`);
+      for (let i = 0; i < block.count; i++) for (const l of block.lines) out.push(l.replaceAll(`{{${block.name}}}`, String(i)));
+      block = null;
+      continue;
+    }
+    if (block) block.lines.push(line);
+    else out.push(line);
+  }
+  if (block) throw new Error(`shader ${file}: //#repeat ${block.name} is never closed`);
   return out.join('\n');
 }
 

@@ -38,11 +38,3 @@ export function matmulTile(M: number, N: number, batch = 1, K = Infinity): Tile 
   const tiles = Math.ceil(M / 128) * Math.ceil(N / 128) * batch;
   return tiles >= LARGE_TILE_MIN ? LARGE_TILE : { tm: 64, tn: 128 };
 }
-
-/**
- * linear.wgsl's tile: 128 x 128 at every size measured (its two accumulator sets per output, segment and total,
- * leave 64 x 128 tiles no faster: 21.4 vs 22.2 TFLOP/s at 4096 x 768 x 768).
- */
-export function linearTile(_M: number, _N: number): Tile {
-  return LARGE_TILE;
-}

@@ -7,7 +7,7 @@
 import type { BufferBinding, Gpu, GpuBuffer } from '../gpu/gpu.ts';
 import { packParams, rootOf } from '../gpu/gpu.ts';
 import { grid1d, shaderSource } from '../kernels/shader.ts';
-import { elementWindows, NORM_CHUNK, windowRange } from './optimizer_windows.ts';
+import { NORM_CHUNK } from './optimizer_windows.ts';
 import type { NamedGpuTensor } from './optimizer_types.ts';
 
 /** Where the loss is on the GPU (`count` floats, default 1, from `index` of `buffer`), for the finiteness check. */
